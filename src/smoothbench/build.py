@@ -1,0 +1,145 @@
+"""Turn a composed config into the plain objects a run needs (model, data, loss, optimizer).
+
+Used by the training entry point and by post-hoc tools (surfaces, analysis) that rebuild a run
+from its `.hydra/config.yaml`. Nothing here reads a global config: everything comes from `cfg`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from smoothbench.data import InMemoryData, load_data
+from smoothbench.models import build_model
+
+OPTIMIZER_NAMES = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "step", "cosine")
+
+
+def build_model_from_config(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
+    """The run's model, freshly initialized from the global torch RNG (seed it first)."""
+    m, n = cfg.model, cfg.norm
+    if num_classes is None:
+        num_classes = _num_classes(cfg)
+    return build_model(
+        m.name,
+        norm=n.name,
+        num_classes=num_classes,
+        width=m.width,
+        init=m.init,
+        shortcut=m.shortcut,
+        depth=m.depth,
+        dim=m.dim,
+        eps=n.eps,
+        momentum=n.momentum,
+        groups=n.groups,
+        noise=OmegaConf.to_container(n.noise, resolve=True),
+        noise_seed=cfg.seed,
+    )
+
+
+def _num_classes(cfg: DictConfig) -> int:
+    return {"cifar100": 100}.get(cfg.data.name, 10)
+
+
+def build_data_from_config(cfg: DictConfig) -> InMemoryData:
+    d = cfg.data
+    dim = cfg.model.dim if cfg.model.name == "dln" else d.dim
+    return load_data(
+        d.name,
+        root=d.root,
+        download=d.download,
+        normalize=d.normalize,
+        test_fraction=d.test_fraction,
+        num_samples=d.num_samples,
+        dim=dim,
+        data_seed=d.data_seed,
+    )
+
+
+def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(outputs, targets)
+
+
+def squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """‖f(x) − y‖² summed over output dimensions, averaged over samples (the DLN's loss)."""
+    return (outputs - targets).pow(2).sum(dim=1).mean()
+
+
+def loss_fn_for(cfg: DictConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return squared_error if cfg.data.name == "gaussian" else cross_entropy
+
+
+def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    if o.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+        )
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    raise ValueError(f"unknown optimizer {o.name!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
+
+
+def learning_rate(step: int, *, lr: float, schedule: str, total_steps: int,
+                  milestones=(), gamma: float = 0.1) -> float:
+    """The learning rate of update `step`: a pure function of the step (nothing to checkpoint)."""
+    if schedule == "constant":
+        return lr
+    if schedule == "step":
+        passed = sum(step >= round(m * total_steps) for m in milestones)
+        return lr * gamma**passed
+    if schedule == "cosine":
+        return 0.5 * lr * (1 + math.cos(math.pi * step / max(1, total_steps)))
+    raise ValueError(f"unknown lr schedule {schedule!r}; choose one of: {', '.join(LR_SCHEDULES)}")
+
+
+PROBE_NAMES = ("activations", "ics", "landscape", "bn", "hessian")
+
+
+def build_probe_runner(cfg: DictConfig, model: nn.Module, loss_fn, data: InMemoryData):
+    """The run's probes, their schedules and inputs, from `cfg.probes`."""
+    from smoothbench.probes.landscape import landscape_step_sizes
+    from smoothbench.probes.runner import HessianSettings, ProbeRunner
+    from smoothbench.probes.schedule import Schedule
+
+    p = cfg.probes
+    schedules = {
+        name: Schedule(
+            kind=p[name].schedule.kind,
+            total_steps=cfg.steps,
+            every=p[name].schedule.every,
+            num=p[name].schedule.num,
+            steps=tuple(p[name].schedule.steps),
+            final=p[name].schedule.final,
+        )
+        for name in PROBE_NAMES
+    }
+    is_dln = cfg.model.name == "dln"
+    low = p.landscape.low if p.landscape.low is not None else (0.01 if is_dln else 0.5)
+    high = p.landscape.high if p.landscape.high is not None else (30.0 if is_dln else 4.0)
+    hessian_batch = None
+    if schedules["hessian"].active:
+        hessian_batch = data.fixed_subset(p.hessian.batch_size, seed=cfg.seed)
+    h = p.hessian
+    return ProbeRunner(
+        model=model,
+        loss_fn=loss_fn,
+        schedules=schedules,
+        seed=cfg.seed,
+        activation_layers=list(p.activations.layers),
+        activation_units=p.activations.units,
+        ics_layers=list(p.ics.layers),
+        landscape_step_sizes=landscape_step_sizes(cfg.optim.lr, low, high, n=p.landscape.points),
+        hessian=HessianSettings(
+            bn_mode=h.bn_mode, top_k=h.top_k, tol=h.tol, smallest=h.smallest, trace=h.trace,
+            trace_rtol=h.trace_rtol, trace_max_probes=h.trace_max_probes, density=h.density,
+            density_steps=h.density_steps, density_probes=h.density_probes,
+        ),
+        hessian_batch=hessian_batch,
+    )

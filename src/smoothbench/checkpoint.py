@@ -1,0 +1,53 @@
+"""Atomic checkpoints: everything needed to continue a run bitwise where it stopped.
+
+A checkpoint is written to a temporary file in the same directory, flushed to disk, then renamed
+over `last.pt`: a job killed at any instant leaves either the old or the new checkpoint, never a
+torn one. A file that does not load is refused, never silently replaced by a fresh start.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REQUIRED_KEYS = ("model", "optimizer", "rng", "step", "metrics_bytes", "config")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (one line, says what to do)."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint; raise CheckpointError when it is corrupt or incomplete."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        # our own file: it holds numpy RNG state, which weights_only loading refuses
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or truncated ({type(err).__name__}); "
+            "nothing was changed: move it away to start the run over"
+        ) from None
+    missing = [k for k in REQUIRED_KEYS if not isinstance(payload, dict) or k not in payload]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} lacks {', '.join(missing)}; nothing was changed: "
+            "move it away to start the run over"
+        )
+    return payload

@@ -1,0 +1,281 @@
+"""Typed schemas for the training config, registered in Hydra's ConfigStore.
+
+`conf/train.yaml` lists `train_schema` first in its defaults, so every group option (model/,
+norm/, data/, ...) is merged into these dataclasses: a wrong type or an unknown key fails at
+compose time with Hydra's own message. Checks of values (lr > 0, a known model name, ...) live in
+`validate`, which the entry point calls before anything is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    name: str = "vgg11"  # vgg11 vgg13 vgg16 vgg19 resnet20 resnet32 resnet56 resnet110 resnet18 dln
+    width: float = 1.0  # multiplies every channel count (VGG-16 at 1.0 is the paper's net)
+    init: str = "xavier"  # xavier (Glorot, the paper's) | kaiming | torch
+    shortcut: bool = True  # ResNets only: false gives Li et al.'s "noshort" nets
+    depth: int = 25  # DLN only: number of square linear layers
+    dim: int = 10  # DLN only: width of every layer
+
+
+@dataclass
+class NoiseConfig:
+    """Paper Algorithm 1: per-unit mean/scale noise, redrawn once per optimizer step."""
+
+    n_mu: float = 0.5
+    n_sigma: float = 1.25
+    r_mu: float = 0.1
+    r_sigma: float = 0.1
+
+
+@dataclass
+class NormConfig:
+    name: str = "batch"  # none batch noisy_batch l1 l2 linf layer group
+    eps: float = 1e-5
+    momentum: float = 0.1  # running estimates: r <- (1 - momentum) r + momentum * batch statistic
+    groups: int = 32  # `group` only
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits cifar10 cifar100 imagefolder gaussian
+    root: str | None = None  # cifar10/cifar100/imagefolder: where the data lives
+    download: bool = False  # cifar10/cifar100: let torchvision fetch the data when missing
+    augment: bool = False  # random crop (pad 4) + horizontal flip; off in the paper
+    normalize: bool = True  # subtract the training set's per-channel mean, divide by its std
+    num_samples: int = 1000  # gaussian: samples (one full batch in the paper)
+    dim: int = 10  # gaussian: input/output dimension
+    data_seed: int = 1234  # gaussian: the fixed target matrix A and the inputs
+    test_fraction: float = 0.2  # digits: share held out as the test set
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam
+    lr: float = 0.1
+    momentum: float = 0.0  # sgd; the paper uses plain SGD
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam
+    schedule: str = "constant"  # constant | step | cosine
+    milestones: list[float] = field(default_factory=list)  # step: fractions of `steps`
+    gamma: float = 0.1  # step: lr multiplier at each milestone
+    full_batch: bool = False  # gradient descent on the whole training set (the DLN)
+
+
+@dataclass
+class ScheduleConfig:
+    """When a probe runs: every N steps, log-spaced, or an explicit list of steps."""
+
+    kind: str = "off"  # off | every | log | list
+    every: int = 100  # every: period in steps (step 0 included)
+    num: int = 20  # log: how many log-spaced steps over the run
+    steps: list[int] = field(default_factory=list)  # list: exact steps
+    final: bool = True  # also run at the last step
+
+
+@dataclass
+class ActivationProbeConfig:
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    layers: list[int] = field(default_factory=list)  # layer #k, 1-based; empty: every layer
+    units: int = 64  # units (channels) sampled once per run per layer
+
+
+@dataclass
+class IcsProbeConfig:
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # layer #k, 1-based; empty: every layer (one forward-backward each)
+    layers: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LandscapeProbeConfig:
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # step sizes eta spanning [low, high] x lr; null picks the paper's range for the model
+    # ([1/2, 4] for image nets, [1/100, 30] for the DLN)
+    low: float | None = None
+    high: float | None = None
+    points: int = 8
+
+
+@dataclass
+class BnProbeConfig:
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+@dataclass
+class HessianProbeConfig:
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    bn_mode: str = "train"  # train (batch statistics) | eval (running statistics)
+    batch_size: int = 256  # the fixed measurement batch, from the training set, no augmentation
+    top_k: int = 1
+    tol: float = 1e-3
+    smallest: bool = False  # also the most negative eigenvalue
+    trace: bool = True
+    trace_rtol: float = 0.02  # stop Hutchinson when stderr <= rtol * |trace|
+    trace_max_probes: int = 200
+    density: bool = False
+    density_steps: int = 80
+    density_probes: int = 4
+
+
+@dataclass
+class ProbesConfig:
+    grad_norms: str = "per_layer"  # per_layer | total: gradient norms every step
+    activations: ActivationProbeConfig = field(default_factory=ActivationProbeConfig)
+    ics: IcsProbeConfig = field(default_factory=IcsProbeConfig)
+    landscape: LandscapeProbeConfig = field(default_factory=LandscapeProbeConfig)
+    bn: BnProbeConfig = field(default_factory=BnProbeConfig)
+    hessian: HessianProbeConfig = field(default_factory=HessianProbeConfig)
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "local"  # local (metrics.jsonl only) | wandb (plus a W&B mirror)
+    project: str = "smoothbench"
+    entity: str | None = None
+    group: str | None = None
+    job_type: str | None = None
+    tags: list[str] = field(default_factory=list)
+    mode: str = "offline"  # offline | online | disabled; sync offline runs with `wandb sync`
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = MISSING  # optimizer updates: the budget (set by scale=)
+    batch_size: int = 128
+    eval_every: int = 500  # test-set evaluation period in steps (and at the end)
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 500  # crash-safe checkpoint period in steps (and at the end)
+    keep_checkpoints: list[int] = field(default_factory=list)  # also keep step_<N>.pt at these
+    device: str = "auto"  # auto | cpu | cuda
+    channels_last: bool = False  # CUDA: memory format of the training step
+    autocast: bool = False  # CUDA: bf16 autocast in the training step (probes stay fp32)
+    deterministic: bool = True  # torch deterministic algorithms (bitwise CPU reruns)
+    progress: bool = True  # progress bar
+    scale: str = "cpu"  # name of the budget (set by scale=): smoke | cpu | paper
+    experiment: str | None = None  # name of the preset (set by experiment=)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    norm: NormConfig = field(default_factory=NormConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def register_configs() -> None:
+    """Make `train_schema` available to `conf/train.yaml`'s defaults list."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+# Keys that never change a run's trajectory: a resumed run may differ from its checkpoint in these.
+# Probes are side-effect free (tested), so changing them on resume is allowed too.
+NON_TRAJECTORY_KEYS = (
+    "steps",
+    "eval_every",
+    "eval_batch_size",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "progress",
+    "experiment",
+    "scale",
+    "probes",
+    "logger",
+    "device",
+)
+
+
+def trajectory_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that determines the training trajectory."""
+    out = {k: v for k, v in cfg.items() if k not in NON_TRAJECTORY_KEYS}
+    # the lr schedule depends on the budget unless it is constant
+    if cfg.get("optim", {}).get("schedule", "constant") != "constant":
+        out["steps"] = cfg.get("steps")
+    return out
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += config_differences(a, b, prefix=f"{name}.")
+        elif a != b:
+            diffs.append(f"{name}: {a!r} -> {b!r}")
+    return diffs
+
+
+class ConfigError(ValueError):
+    """A config value outside what is allowed (one line: the value and the allowed ones)."""
+
+
+BATCH_STATISTIC_NORMS = ("batch", "noisy_batch", "l1", "l2", "linf")
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float, strict: bool = True) -> None:
+    if value is None or (value <= 0 if strict else value < 0):
+        raise ConfigError(f"{key}={value} must be {'>' if strict else '>='} 0")
+
+
+def validate(cfg: Any) -> None:
+    """Check the values of a composed config; raise ConfigError on the first bad one."""
+    from smoothbench.build import LR_SCHEDULES, OPTIMIZER_NAMES
+    from smoothbench.data import DATA_NAMES
+    from smoothbench.models import INIT_NAMES, MODEL_NAMES, NORM_NAMES
+    from smoothbench.probes.schedule import SCHEDULE_KINDS
+
+    _choice("model", cfg.model.name, MODEL_NAMES)
+    _choice("norm", cfg.norm.name, NORM_NAMES)
+    _choice("data", cfg.data.name, DATA_NAMES)
+    _choice("optimizer", cfg.optim.name, OPTIMIZER_NAMES)
+    _choice("lr schedule", cfg.optim.schedule, LR_SCHEDULES)
+    _choice("init", cfg.model.init, INIT_NAMES)
+    _choice("device", cfg.device, ("auto", "cpu", "cuda"))
+    _choice("logger", cfg.logger.name, ("local", "wandb"))
+    _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
+    _choice("probes.grad_norms", cfg.probes.grad_norms, ("per_layer", "total"))
+    _choice("probes.hessian.bn_mode", cfg.probes.hessian.bn_mode, ("train", "eval"))
+    _positive("optim.lr", cfg.optim.lr)
+    _positive("model.width", cfg.model.width)
+    if cfg.steps < 1:
+        raise ConfigError(f"steps={cfg.steps} must be >= 1")
+    for key in ("batch_size", "eval_every", "checkpoint_every", "eval_batch_size"):
+        if cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]} must be >= 1")
+    for name in ("activations", "ics", "landscape", "bn", "hessian"):
+        schedule = cfg.probes[name].schedule
+        _choice(f"probes.{name}.schedule.kind", schedule.kind, SCHEDULE_KINDS)
+        if schedule.kind == "every" and schedule.every < 1:
+            raise ConfigError(f"probes.{name}.schedule.every={schedule.every} must be >= 1")
+    if cfg.model.name == "dln" and cfg.data.name != "gaussian":
+        raise ConfigError(f"model dln needs data=gaussian (regression targets), got data={cfg.data.name}")
+    if cfg.data.name == "gaussian" and cfg.model.name != "dln":
+        raise ConfigError(f"data=gaussian is the DLN's regression data; model={cfg.model.name} "
+                          "needs an image data set (digits, cifar10, cifar100, imagefolder)")
+    effective_batch = cfg.data.num_samples if cfg.optim.full_batch else cfg.batch_size
+    if effective_batch == 1 and cfg.norm.name in BATCH_STATISTIC_NORMS:
+        raise ConfigError(
+            f"batch_size=1 with norm={cfg.norm.name}: batch statistics of one example are "
+            f"degenerate; use batch_size >= 2 or a per-example norm (none, layer, group)"
+        )
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda but no CUDA device is available; use device=auto or cpu")

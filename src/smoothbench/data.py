@@ -1,0 +1,294 @@
+"""Data sets held in memory as tensors, batched (and optionally augmented) on the run's device.
+
+Images are kept as uint8 (N, 3, 32, 32) and converted to normalized float per batch, so a whole
+CIFAR-10 fits on a GPU (150 MB) and no DataLoader workers are needed. Which examples form batch
+`t` is a pure function of (seed, t): resuming needs no data-loader state, and a probe that asks for
+the step's batch gets exactly the training batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA_NAMES = ("digits", "cifar10", "cifar100", "imagefolder", "gaussian")
+IMAGE_SIZE = 32
+
+
+class DataError(ValueError):
+    """A data set that cannot be loaded as configured (one line, says what to do)."""
+
+
+def _generator(*keys: int) -> torch.Generator:
+    # A private stream per (seed, epoch) or (seed, step): the global RNG is never touched.
+    digest = hashlib.sha256(repr(keys).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+@dataclass
+class InMemoryData:
+    """Train and test tensors plus the recipe that turns stored values into model inputs.
+
+    `train_x`/`test_x` are uint8 images (N, 3, 32, 32) or float vectors (N, D); targets are int64
+    class labels or float vectors (regression). `mean`/`std` normalize images per channel.
+    """
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int | None  # None: regression targets
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.train_x.dtype == torch.uint8
+
+    @property
+    def num_train(self) -> int:
+        return self.train_x.shape[0]
+
+    def to(self, device: torch.device | str) -> InMemoryData:
+        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+        return InMemoryData(
+            self.name,
+            move(self.train_x),
+            move(self.train_y),
+            move(self.test_x),
+            move(self.test_y),
+            self.num_classes,
+            move(self.mean),
+            move(self.std),
+        )
+
+    def inputs(self, stored: torch.Tensor) -> torch.Tensor:
+        """Stored values (uint8 images or float vectors) -> float model inputs."""
+        if not self.is_image:
+            return stored.float()
+        x = stored.float().div_(255.0)
+        if self.mean is not None:
+            x = (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        return x
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return max(1, self.num_train // batch_size)
+
+    def batch_indices(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        """Indices of batch `step`: a fresh permutation per epoch, the last partial batch dropped."""
+        if batch_size >= self.num_train:
+            return torch.arange(self.num_train)
+        per_epoch = self.steps_per_epoch(batch_size)
+        epoch, position = divmod(step, per_epoch)
+        order = torch.randperm(self.num_train, generator=_generator(seed, epoch))
+        return order[position * batch_size : (position + 1) * batch_size]
+
+    def batch(
+        self, step: int, batch_size: int, seed: int, augment: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch of `step` as (float inputs, targets) on the data's device."""
+        idx = self.batch_indices(step, batch_size, seed).to(self.train_x.device)
+        x, y = self.train_x[idx], self.train_y[idx]
+        if augment and self.is_image:
+            x = random_crop_flip(x, _generator(seed, step, 1))
+        return self.inputs(x), y
+
+    def fixed_subset(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` training examples chosen by `seed` alone, never augmented (Hessian, surfaces)."""
+        n = min(n, self.num_train)
+        idx = torch.randperm(self.num_train, generator=_generator(seed, -1))[:n]
+        idx = idx.to(self.train_x.device)
+        return self.inputs(self.train_x[idx]), self.train_y[idx]
+
+    def test_batches(self, batch_size: int):
+        for start in range(0, self.test_x.shape[0], batch_size):
+            stop = start + batch_size
+            yield self.inputs(self.test_x[start:stop]), self.test_y[start:stop]
+
+
+def random_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Per-image random crop from a zero-padded copy, and a random horizontal flip."""
+    n, _, h, w = images.shape
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).to(images.device)
+    flips = torch.rand(n, generator=generator).to(images.device) < 0.5
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    rows = offsets[:, 0:1] + torch.arange(h, device=images.device)  # (n, h)
+    cols = offsets[:, 1:2] + torch.arange(w, device=images.device)  # (n, w)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    batch_idx = torch.arange(n, device=images.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch_idx, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _channel_stats(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = train_x.double().div(255.0)
+    return x.mean(dim=(0, 2, 3)).float(), x.std(dim=(0, 2, 3)).float()
+
+
+def _image_data(name, train_x, train_y, test_x, test_y, num_classes, normalize) -> InMemoryData:
+    mean, std = _channel_stats(train_x) if normalize else (None, None)
+    return InMemoryData(name, train_x, train_y, test_x, test_y, num_classes, mean, std)
+
+
+def load_digits_images(test_fraction: float, normalize: bool = True) -> InMemoryData:
+    """scikit-learn's shipped 8x8 digits (no download), upsampled to 3x32x32 uint8."""
+    from sklearn.datasets import load_digits
+
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"data.test_fraction={test_fraction} must lie strictly between 0 and 1")
+    digits = load_digits()
+    small = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
+    big = torch.nn.functional.interpolate(small, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear")
+    images = big.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    labels = torch.from_numpy(digits.target).long()
+    # a split fixed once for everyone, independent of the run's seed
+    order = torch.randperm(len(labels), generator=_generator(20180529))
+    n_test = int(round(len(labels) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return _image_data(
+        "digits", images[train], labels[train], images[test], labels[test], 10, normalize
+    )
+
+
+def load_torchvision_cifar(
+    name: str, root: str, download: bool, normalize: bool = True
+) -> InMemoryData:
+    """torchvision's CIFAR-10/100 arrays, copied into uint8 tensors."""
+    from torchvision import datasets
+
+    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
+    try:
+        train = cls(root, train=True, download=download)
+        test = cls(root, train=False, download=download)
+    except RuntimeError as err:
+        raise DataError(
+            f"{name} not found under data.root={root!r} ({err}); put torchvision's "
+            f"{name} files there or pass data.download=true on a machine with network access"
+        ) from None
+
+    def to_tensors(ds):
+        x = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+        return x, torch.as_tensor(ds.targets, dtype=torch.long)
+
+    (tx, ty), (vx, vy) = to_tensors(train), to_tensors(test)
+    return _image_data(name, tx, ty, vx, vy, len(train.classes), normalize)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("SMOOTHBENCH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "smoothbench"
+    )
+    return Path(base)
+
+
+def _decode_split(split_dir: Path, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image
+
+    files, labels = [], []
+    for label, cls in enumerate(classes):
+        paths = sorted(p for p in (split_dir / cls).iterdir() if p.is_file())
+        files += paths
+        labels += [label] * len(paths)
+
+    def decode(path: Path) -> np.ndarray:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if img.size != (IMAGE_SIZE, IMAGE_SIZE):
+                img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+            return np.asarray(img, dtype=np.uint8)
+
+    # PIL releases the GIL while decoding, so threads use every core
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        arrays = list(pool.map(decode, files, chunksize=256))
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return x, torch.tensor(labels, dtype=torch.long)
+
+
+def load_image_folder(root: str, normalize: bool = True) -> InMemoryData:
+    """An ImageFolder tree (`train/<class>/*`, `test/<class>/*`) decoded once, then cached.
+
+    Decoding 60k JPEGs takes about a minute on two cores; the uint8 tensors are cached under
+    $SMOOTHBENCH_CACHE (default ~/.cache/smoothbench), keyed by the tree's path and file list.
+    """
+    if root is None:
+        raise DataError("data.root is not set; data=imagefolder needs a folder with train/ and test/")
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DataError(f"data.root={root!r} does not exist; point it at a folder with train/ and test/")
+    missing = [s for s in ("train", "test") if not (base / s).is_dir()]
+    if missing:
+        raise DataError(f"data.root={root!r} has no {' or '.join(missing)}/ subfolder (ImageFolder layout)")
+    classes = sorted(p.name for p in (base / "train").iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"data.root={root!r}: train/ has no class subfolders")
+
+    fingerprint = hashlib.sha256()
+    fingerprint.update(str(base.resolve()).encode())
+    for split in ("train", "test"):
+        for cls in classes:
+            d = base / split / cls
+            stat = d.stat() if d.is_dir() else None
+            fingerprint.update(f"{split}/{cls}:{stat and stat.st_mtime_ns}:{stat and len(os.listdir(d))}".encode())
+    cache = _cache_dir() / f"imagefolder-{fingerprint.hexdigest()[:16]}.pt"
+    if cache.is_file():
+        try:
+            tensors = torch.load(cache, weights_only=True)
+            return _image_data("imagefolder", *tensors, len(classes), normalize)
+        except Exception:  # a torn cache file: decode again and rewrite it
+            pass
+    tx, ty = _decode_split(base / "train", classes)
+    vx, vy = _decode_split(base / "test", classes)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}")
+        torch.save((tx, ty, vx, vy), tmp)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # the cache only saves time; an unwritable cache dir is not an error
+    return _image_data("imagefolder", tx, ty, vx, vy, len(classes), normalize)
+
+
+def make_gaussian_regression(num_samples: int, dim: int, data_seed: int) -> InMemoryData:
+    """The DLN's data: x ~ N(0, I_dim), y = A x, A i.i.d. Gaussian, all fixed by `data_seed`."""
+    if num_samples < 1 or dim < 1:
+        raise DataError(f"gaussian data needs num_samples >= 1 and dim >= 1, got {num_samples}, {dim}")
+    g = _generator(data_seed)
+    a = torch.randn(dim, dim, generator=g)
+    train_x = torch.randn(num_samples, dim, generator=g)
+    test_x = torch.randn(num_samples, dim, generator=g)
+    return InMemoryData("gaussian", train_x, train_x @ a.T, test_x, test_x @ a.T, None)
+
+
+def load_data(
+    name: str,
+    *,
+    root: str | None = None,
+    download: bool = False,
+    normalize: bool = True,
+    test_fraction: float = 0.2,
+    num_samples: int = 1000,
+    dim: int = 10,
+    data_seed: int = 1234,
+) -> InMemoryData:
+    """Load a data set by name into CPU memory (move it with `.to(device)`)."""
+    if name == "digits":
+        return load_digits_images(test_fraction, normalize)
+    if name in ("cifar10", "cifar100"):
+        if not download and (root is None or not Path(root).expanduser().exists()):
+            raise DataError(
+                f"data.root={root!r} does not exist; put torchvision's {name} files there "
+                f"or pass data.download=true on a machine with network access"
+            )
+        return load_torchvision_cifar(name, root, download, normalize)
+    if name == "imagefolder":
+        return load_image_folder(root, normalize)
+    if name == "gaussian":
+        return make_gaussian_regression(num_samples, dim, data_seed)
+    raise DataError(f"unknown data {name!r}; choose one of: {', '.join(DATA_NAMES)}")

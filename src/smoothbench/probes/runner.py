@@ -1,0 +1,206 @@
+"""Runs the configured probes on their schedules and turns their results into metric records.
+
+The training loop calls `measure(step, batch)` before update `step` (everything at θ_t on the
+step's own batch) and, when `wants_ics(step)`, `measure_covariate_shift(...)` right after the real
+optimizer update. Each probe restores whatever it disturbs, so records are the only effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from smoothbench.models import numbered_layers
+from smoothbench.probes.activations import activation_stats, choose_units
+from smoothbench.probes.bn_damping import bn_gradient_damping
+from smoothbench.probes.covariate_shift import covariate_shift
+from smoothbench.probes.landscape import gradient_landscape, landscape_step_sizes
+from smoothbench.probes.schedule import Schedule
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def _out_units(module: nn.Module) -> int:
+    for attr in ("out_channels", "out_features"):
+        if hasattr(module, attr):
+            return int(getattr(module, attr))
+    raise ValueError(f"cannot tell the output units of {type(module).__name__}")
+
+
+def select_layers(model: nn.Module, wanted: list[int]) -> list:
+    """Layer refs for 1-based layer numbers (all layers when `wanted` is empty)."""
+    refs = numbered_layers(model)
+    if not wanted:
+        return refs
+    bad = [k for k in wanted if not 1 <= k <= len(refs)]
+    if bad:
+        raise ValueError(f"probe layers {bad} do not exist; this model has layers 1..{len(refs)}")
+    return [refs[k - 1] for k in wanted]
+
+
+@dataclass
+class HessianSettings:
+    bn_mode: str = "train"
+    top_k: int = 1
+    tol: float = 1e-3
+    smallest: bool = False
+    trace: bool = True
+    trace_rtol: float = 0.02
+    trace_max_probes: int = 200
+    density: bool = False
+    density_steps: int = 80
+    density_probes: int = 4
+
+
+@dataclass
+class ProbeRunner:
+    """The probes of one run. `schedules` maps probe name -> Schedule."""
+
+    model: nn.Module
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    schedules: dict[str, Schedule]
+    seed: int = 0
+    activation_layers: list[int] = field(default_factory=list)
+    activation_units: int = 64
+    ics_layers: list[int] = field(default_factory=list)
+    landscape_step_sizes: np.ndarray | None = None
+    hessian: HessianSettings = field(default_factory=HessianSettings)
+    hessian_batch: Batch | None = None
+    _previous_activations: Any = None
+
+    def __post_init__(self):
+        if self._on("activations"):
+            refs = select_layers(self.model, self.activation_layers)
+            self._act_modules = {r.name: r.norm for r in refs}
+            self._act_units = {
+                r.name: choose_units(_out_units(self.model.get_submodule(r.transform_name)),
+                                     self.activation_units,
+                                     seed=self.seed * 1000 + r.index)
+                for r in refs
+            }
+        if self._on("ics"):
+            refs = select_layers(self.model, self.ics_layers)
+            self._ics_params = {r.name: f"{r.transform_name}.weight" for r in refs}
+        if self._on("bn"):
+            self._bn_modules = {
+                r.name: r.norm
+                for r in numbered_layers(self.model)
+                if isinstance(r.norm, nn.modules.batchnorm._BatchNorm)
+            }
+        if self._on("landscape") and self.landscape_step_sizes is None:
+            raise ValueError("the landscape probe needs step sizes")
+        if self._on("hessian") and self.hessian_batch is None:
+            raise ValueError("the hessian probe needs a fixed measurement batch")
+
+    def _on(self, name: str) -> bool:
+        schedule = self.schedules.get(name)
+        return schedule is not None and schedule.active
+
+    def _due(self, name: str, step: int) -> bool:
+        schedule = self.schedules.get(name)
+        return schedule is not None and schedule(step)
+
+    def wants_ics(self, step: int) -> bool:
+        return self._due("ics", step)
+
+    def measure(self, step: int, batch: Batch) -> dict[str, Any]:
+        """Every probe due at `step` except ICS, at the current parameters θ_step."""
+        records: dict[str, Any] = {}
+        if self._due("activations", step):
+            stats, self._previous_activations = activation_stats(
+                self.model, batch, self._act_modules, self._act_units,
+                previous=self._previous_activations,
+            )
+            for layer, values in stats.items():
+                for key, value in values.items():
+                    records[f"act/{layer}/{key}"] = value
+        if self._due("landscape", step):
+            result = gradient_landscape(self.model, self.loss_fn, batch, self.landscape_step_sizes)
+            records.update({
+                "landscape/step_sizes": result["step_sizes"],
+                "landscape/losses": result["losses"],
+                "landscape/grad_diffs": result["grad_diffs"],
+                "landscape/loss_variation": result["loss_variation"],
+                "landscape/grad_pred_min": result["grad_predictiveness"][0],
+                "landscape/grad_pred_max": result["grad_predictiveness"][1],
+                "landscape/beta_smoothness": result["beta_smoothness"],
+                "landscape/grad_norm": result["grad_norm"],
+            })
+        if self._due("bn", step) and self._bn_modules:
+            damping = bn_gradient_damping(self.model, self.loss_fn, batch, self._bn_modules)
+            for layer, values in damping.items():
+                records[f"bn/{layer}/grad_ratio"] = values["grad_ratio"]
+                records[f"bn/{layer}/gamma_over_sigma"] = values["gamma_over_sigma"]
+        if self._due("hessian", step):
+            records.update(self._measure_hessian())
+        return records
+
+    def _measure_hessian(self) -> dict[str, Any]:
+        # imported here: scipy's start-up cost is paid only by runs that measure the Hessian
+        from smoothbench.probes.hessian import (
+            gradient_topk_share,
+            hessian_density,
+            hessian_eigenvalues,
+            hessian_trace,
+        )
+
+        h, batch = self.hessian, self.hessian_batch
+        values, info = hessian_eigenvalues(
+            self.model, self.loss_fn, batch, k=h.top_k, tol=h.tol, bn_mode=h.bn_mode, seed=self.seed
+        )
+        hvps = info["hvps"]
+        records: dict[str, Any] = {
+            "hessian/bn_mode": h.bn_mode,
+            "hessian/eigenvalues": values,
+            "hessian/lambda_max": float(values[0]),
+            "hessian/residual": float(np.max(info["residuals"])),
+            "hessian/converged": bool(info["converged"]),
+        }
+        if info.get("eigenvectors") is not None:
+            records["hessian/grad_topk_share"] = gradient_topk_share(
+                self.model, self.loss_fn, batch, info["eigenvectors"]
+            )
+        if h.smallest:
+            low, low_info = hessian_eigenvalues(
+                self.model, self.loss_fn, batch, k=1, tol=h.tol, bn_mode=h.bn_mode,
+                which="smallest", seed=self.seed,
+            )
+            records["hessian/lambda_min"] = float(low[0])
+            hvps += low_info["hvps"]
+        if h.trace:
+            mean, stderr = hessian_trace(
+                self.model, self.loss_fn, batch, n_probes=h.trace_max_probes, bn_mode=h.bn_mode,
+                seed=self.seed, rtol=h.trace_rtol,
+            )
+            records["hessian/trace"] = mean
+            records["hessian/trace_stderr"] = stderr
+        if h.density:
+            grid, density = hessian_density(
+                self.model, self.loss_fn, batch, steps=h.density_steps, n_probes=h.density_probes,
+                bn_mode=h.bn_mode, seed=self.seed,
+            )
+            records["hessian/density_grid"] = grid
+            records["hessian/density"] = density
+        records["hessian/hvps"] = int(hvps)
+        return records
+
+    def measure_covariate_shift(self, batch: Batch, before: dict, after: dict) -> dict[str, Any]:
+        """ICS around the update just applied: G at θ_before vs G′ with earlier layers updated."""
+        shift = covariate_shift(self.model, self.loss_fn, batch, before, after, self._ics_params)
+        records = {}
+        for layer, values in shift.items():
+            records[f"ics/{layer}/l2"] = values["l2"]
+            records[f"ics/{layer}/cosine"] = values["cosine"]
+        return records
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue the probes exactly (moment-change baselines)."""
+        return {"previous_activations": self._previous_activations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._previous_activations = state.get("previous_activations")

@@ -1,0 +1,53 @@
+"""Shared fixtures: compose the real Hydra config and run training in-process or as a CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from smoothbench.config import register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = str(REPO / "conf")
+SHARED_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+
+register_configs()
+
+
+def compose_config(*overrides: str):
+    """The composed training config, as `smoothbench-train <overrides>` would see it."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def read_status(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "status.json").read_text())
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 300, env_extra: dict | None = None):
+    """Run `python -m smoothbench.train ARGS` and return the CompletedProcess."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "smoothbench.train", *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture
+def smoke():
+    """Compose a smoke-scale config with extra overrides."""
+    return lambda *overrides: compose_config("scale=smoke", *overrides)
