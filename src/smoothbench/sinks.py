@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ class WandbSink:
             if id_file.is_file():
                 run_id = id_file.read_text().strip()
             else:
-                run_id = wandb.util.generate_id()
+                run_id = uuid.uuid4().hex[:12]
                 id_file.write_text(run_id + "\n")
             self._wandb = wandb
             self.run = wandb.init(
