@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+
+# One BLAS/OpenMP thread per test process: on a small shared machine torch's default threads
+# spin against each other and make tiny nets many times slower (also inherited by subprocesses).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from smoothbench.config import register_configs
@@ -18,6 +24,7 @@ CONF_DIR = str(REPO / "conf")
 SHARED_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
 register_configs()
+torch.set_num_threads(1)
 
 
 def compose_config(*overrides: str):

@@ -1,0 +1,170 @@
+"""Models of smoothbench (science.md §2-3): `build_model` and the numbering of their layers.
+
+model = build_model("vgg16", norm="batch", width=0.5)
+for ref in numbered_layers(model):   # layer #1, #2, ... from the input
+    ref.norm.register_forward_hook(...)   # pre-ReLU activations after norm and noise
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+from torch import nn
+
+from smoothbench.models.init import INIT_NAMES, initialize
+from smoothbench.models.linear import DeepLinearNetwork
+from smoothbench.models.norms import (
+    NOISE_DEFAULTS,
+    NORM_NAMES,
+    LpNorm,
+    NoisyBatchNorm,
+    assign_noise_ids,
+    make_norm,
+    resolve_noise,
+    set_noise_step,
+)
+from smoothbench.models.resnet import RESNET_SPECS, ResNet
+from smoothbench.models.vgg import POOL, VGG, VGG_CONFIGS
+
+MODEL_NAMES = ("vgg11", "vgg13", "vgg16", "vgg19", "resnet20", "resnet32", "resnet56",
+               "resnet110", "resnet18", "dln")  # fmt: skip
+
+__all__ = [
+    "INIT_NAMES",
+    "MODEL_NAMES",
+    "NOISE_DEFAULTS",
+    "NORM_NAMES",
+    "LayerRef",
+    "LpNorm",
+    "NoisyBatchNorm",
+    "build_model",
+    "make_norm",
+    "numbered_layers",
+    "set_noise_step",
+]
+
+
+def _check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """A channel count times the width multiplier, rounded, at least 1."""
+    return max(1, round(channels * width))
+
+
+def build_model(
+    name: str,
+    norm: str = "batch",
+    num_classes: int = 10,
+    width: float = 1.0,
+    *,
+    init: str = "xavier",
+    shortcut: bool = True,
+    depth: int = 25,
+    dim: int = 10,
+    eps: float = 1e-5,
+    momentum: float = 0.1,
+    groups: int = 32,
+    noise: Mapping | None = None,
+    noise_seed: int = 0,
+) -> nn.Module:
+    """Build model `name` with normalization `norm` after every numbered layer.
+
+    Image models take (N, 3, 32, 32) and return (N, num_classes) logits; `width` multiplies every
+    channel count. The DLN ("dln": `depth` Linear(dim -> dim) layers) maps (N, dim) -> (N, dim)
+    and ignores num_classes and width. `shortcut` applies to ResNets only. eps and momentum go to
+    every batch-statistics norm (momentum: r <- (1 - momentum) r + momentum * stat), `groups` caps
+    the GroupNorm group count, `noise` overrides Algorithm 1's settings (NOISE_DEFAULTS) and
+    `noise_seed` fixes its draws (see NoisyBatchNorm). `init`: xavier (the paper's), kaiming,
+    or torch (its defaults). Initialization draws from the global torch RNG.
+    """
+    _check_choice("model", name, MODEL_NAMES)
+    _check_choice("norm", norm, NORM_NAMES)
+    _check_choice("init", init, INIT_NAMES)
+    if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a finite number > 0, got {width!r}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups!r}")
+    norm_options = {
+        "eps": eps,
+        "momentum": momentum,
+        "groups": groups,
+        "noise": resolve_noise(noise),
+    }
+    # A conv bias in front of a norm that subtracts a per-channel mean is exactly cancelled (β
+    # takes its role); layer/group norms do not cancel it exactly but carry their own β. So
+    # only the un-normalized nets keep their conv biases.
+    conv_bias = norm == "none"
+
+    if name == "dln":
+        model: nn.Module = DeepLinearNetwork(
+            depth, dim, partial(make_norm, norm, spatial=False, **norm_options)
+        )
+    else:
+        conv_norm = partial(make_norm, norm, spatial=True, **norm_options)
+        if name in VGG_CONFIGS:
+            config = [c if c == POOL else scaled_channels(c, width) for c in VGG_CONFIGS[name]]
+            model = VGG(config, conv_norm, num_classes, conv_bias=conv_bias)
+        else:
+            stem, stages, blocks = RESNET_SPECS[name]
+            model = ResNet(
+                scaled_channels(stem, width),
+                [scaled_channels(c, width) for c in stages],
+                blocks,
+                conv_norm,
+                num_classes,
+                conv_bias=conv_bias,
+                shortcut=shortcut,
+            )
+    initialize(model, init)
+    assign_noise_ids(model, noise_seed)
+    return model
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """Layer #index of a model (science.md: counted from 1 at the input).
+
+    `transform_name` is the conv/linear module (its weight: f"{transform_name}.weight");
+    `norm_name`/`norm` the norm module after it, whose output (after norm and noise, before the
+    ReLU) is the layer's activation. An nn.Identity where there is no norm.
+    """
+
+    index: int
+    name: str
+    transform_name: str
+    norm_name: str
+    norm: nn.Module = field(repr=False, compare=False)
+
+
+def numbered_layers(model: nn.Module) -> list[LayerRef]:
+    """The numbered layers of a model from `build_model`, from the input on."""
+    layer_pairs = getattr(model, "layer_pairs", None)
+    if layer_pairs is None:
+        raise TypeError(
+            f"{type(model).__name__} does not number its layers; build it with build_model"
+        )
+    refs = []
+    for index, (transform_name, norm_name) in enumerate(layer_pairs(), start=1):
+        model.get_submodule(transform_name)  # fails loudly if the structure and names disagree
+        refs.append(
+            LayerRef(
+                index=index,
+                name=f"layer{index}",
+                transform_name=transform_name,
+                norm_name=norm_name,
+                norm=model.get_submodule(norm_name),
+            )
+        )
+    return refs
