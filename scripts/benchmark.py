@@ -76,16 +76,37 @@ def main(argv=None) -> None:
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
-    cfg = OmegaConf.create({
-        "seed": 0,
-        "model": {"name": args.model, "width": args.width, "init": "xavier", "shortcut": True,
-                  "depth": 25, "dim": 10},
-        "norm": {"name": args.norm, "eps": 1e-5, "momentum": 0.1, "groups": 32,
-                 "noise": {"n_mu": 0.5, "n_sigma": 1.25, "r_mu": 0.1, "r_sigma": 0.1}},
-        "data": {"name": args.data, "root": args.data_root, "download": False, "augment": False,
-                 "normalize": True, "num_samples": 1000, "dim": 10, "data_seed": 1234,
-                 "test_fraction": 0.2},
-    })
+    cfg = OmegaConf.create(
+        {
+            "seed": 0,
+            "model": {
+                "name": args.model,
+                "width": args.width,
+                "init": "xavier",
+                "shortcut": True,
+                "depth": 25,
+                "dim": 10,
+            },
+            "norm": {
+                "name": args.norm,
+                "eps": 1e-5,
+                "momentum": 0.1,
+                "groups": 32,
+                "noise": {"n_mu": 0.5, "n_sigma": 1.25, "r_mu": 0.1, "r_sigma": 0.1},
+            },
+            "data": {
+                "name": args.data,
+                "root": args.data_root,
+                "download": False,
+                "augment": False,
+                "normalize": True,
+                "num_samples": 1000,
+                "dim": 10,
+                "data_seed": 1234,
+                "test_fraction": 0.2,
+            },
+        }
+    )
     data = build_data_from_config(cfg).to(device)
     torch.manual_seed(0)
     model = build_model_from_config(cfg).to(device)
@@ -118,24 +139,33 @@ def main(argv=None) -> None:
     after = {k: v - 1e-3 * torch.randn_like(v) for k, v in before.items()}
     etas = landscape_step_sizes(args.lr, 0.5, 4.0, n=8)
     probes = {
-        "activations (all layers, 1 fwd)": lambda: activation_stats(model, batch, act_layers, act_units),
+        "activations (all layers, 1 fwd)": lambda: activation_stats(
+            model, batch, act_layers, act_units
+        ),
         "landscape (8 step sizes)": lambda: gradient_landscape(model, loss_fn, batch, etas),
         "ICS (2 layers)": lambda: covariate_shift(model, loss_fn, batch, before, after, ics_layers),
         "BN damping": lambda: bn_gradient_damping(model, loss_fn, batch),
-        "Hessian top-1 (Lanczos)": lambda: hessian_eigenvalues(model, loss_fn, batch, k=1, tol=1e-3),
-        "Hessian trace (20 probes)": lambda: hessian_trace(model, loss_fn, batch, n_probes=20, rtol=0.0),
+        "Hessian top-1 (Lanczos)": lambda: hessian_eigenvalues(
+            model, loss_fn, batch, k=1, tol=1e-3
+        ),
+        "Hessian trace (20 probes)": lambda: hessian_trace(
+            model, loss_fn, batch, n_probes=20, rtol=0.0
+        ),
         "Hessian density (1 probe, 30 steps)": lambda: hessian_density(
-            model, loss_fn, batch, steps=30, n_probes=1),
+            model, loss_fn, batch, steps=30, n_probes=1
+        ),
     }
     rows = [("plain training step", t_step, 1.0)]
     for name, fn in probes.items():
         t, _ = timed(fn, device, max(1, args.repeats // 2))
         rows.append((name, t, t / t_step))
 
-    print(f"# smoothbench probe costs: {args.model} width {args.width} norm {args.norm}, "
-          f"batch {args.batch_size}, {args.data}, device {device} "
-          f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"# smoothbench probe costs: {args.model} width {args.width} norm {args.norm}, "
+        f"batch {args.batch_size}, {args.data}, device {device} "
+        f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"\n{'measurement':<40}{'time [ms]':>12}{'x train step':>14}")
     for name, t, ratio in rows:
         print(f"{name:<40}{1000 * t:>12.1f}{ratio:>14.2f}")
@@ -143,8 +173,14 @@ def main(argv=None) -> None:
     # top eigenvalue: our Lanczos vs PyHessian's power iteration, same model and batch
     print(f"\n{'top eigenvalue method':<40}{'HVPs':>8}{'time [s]':>10}{'value':>12}{'x step':>10}")
     for label, fn in (
-        ("Lanczos (ours, bn_mode=train)", lambda: hessian_eigenvalues(model, loss_fn, batch, k=1, tol=1e-3)),
-        ("power iteration, 100 it, tol 1e-3", lambda: power_iteration(model, loss_fn, batch, max_iter=100, tol=1e-3)),
+        (
+            "Lanczos (ours, bn_mode=train)",
+            lambda: hessian_eigenvalues(model, loss_fn, batch, k=1, tol=1e-3),
+        ),
+        (
+            "power iteration, 100 it, tol 1e-3",
+            lambda: power_iteration(model, loss_fn, batch, max_iter=100, tol=1e-3),
+        ),
     ):
         synchronize(device)
         start = time.perf_counter()
@@ -152,7 +188,9 @@ def main(argv=None) -> None:
         synchronize(device)
         elapsed = time.perf_counter() - start
         value = float(np.asarray(value).ravel()[0])
-        print(f"{label:<40}{info['hvps']:>8}{elapsed:>10.2f}{value:>12.3f}{elapsed / t_step:>10.1f}")
+        print(
+            f"{label:<40}{info['hvps']:>8}{elapsed:>10.2f}{value:>12.3f}{elapsed / t_step:>10.1f}"
+        )
 
     # 2-D loss surface throughput (Li et al.), eval-mode BN on a fixed training subset
     gen = torch.Generator().manual_seed(0)
@@ -165,8 +203,10 @@ def main(argv=None) -> None:
     loss_surface(model, loss_fn, subset, directions, coords, bn_mode="eval", batch_size=256)
     synchronize(device)
     elapsed = time.perf_counter() - start
-    print(f"\n2-D surface: {n}x{n} points on {len(subset[1])} examples in {elapsed:.2f} s = "
-          f"{n * n / elapsed:.2f} points/s")
+    print(
+        f"\n2-D surface: {n}x{n} points on {len(subset[1])} examples in {elapsed:.2f} s = "
+        f"{n * n / elapsed:.2f} points/s"
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import CONF_DIR, REPO, cli, compose_config, read_metrics, read_status
+
 from smoothbench.config import validate
 
 PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, cli, read_metrics, read_status
+
 from smoothbench.checkpoint import CheckpointError, load_checkpoint
 from smoothbench.config import ConfigError
 from smoothbench.data import DataError
@@ -78,7 +78,7 @@ def test_probes_never_change_the_trajectory(smoke, tmp_path, norm):
     train(full, tmp_path / "full")
     off, on = read_metrics(tmp_path / "off"), read_metrics(tmp_path / "full")
     assert len(off) == len(on)
-    for a, b in zip(off, on):
+    for a, b in zip(off, on, strict=False):
         kept = {
             k: v
             for k, v in b.items()

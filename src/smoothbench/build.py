@@ -86,8 +86,9 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {o.name!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
 
 
-def learning_rate(step: int, *, lr: float, schedule: str, total_steps: int,
-                  milestones=(), gamma: float = 0.1) -> float:
+def learning_rate(
+    step: int, *, lr: float, schedule: str, total_steps: int, milestones=(), gamma: float = 0.1
+) -> float:
     """The learning rate of update `step`: a pure function of the step (nothing to checkpoint)."""
     if schedule == "constant":
         return lr
@@ -137,9 +138,16 @@ def build_probe_runner(cfg: DictConfig, model: nn.Module, loss_fn, data: InMemor
         ics_layers=list(p.ics.layers),
         landscape_step_sizes=landscape_step_sizes(cfg.optim.lr, low, high, n=p.landscape.points),
         hessian=HessianSettings(
-            bn_mode=h.bn_mode, top_k=h.top_k, tol=h.tol, smallest=h.smallest, trace=h.trace,
-            trace_rtol=h.trace_rtol, trace_max_probes=h.trace_max_probes, density=h.density,
-            density_steps=h.density_steps, density_probes=h.density_probes,
+            bn_mode=h.bn_mode,
+            top_k=h.top_k,
+            tol=h.tol,
+            smallest=h.smallest,
+            trace=h.trace,
+            trace_rtol=h.trace_rtol,
+            trace_max_probes=h.trace_max_probes,
+            density=h.density,
+            density_steps=h.density_steps,
+            density_probes=h.density_probes,
         ),
         hessian_batch=hessian_batch,
     )

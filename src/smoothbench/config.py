@@ -264,10 +264,14 @@ def validate(cfg: Any) -> None:
         if schedule.kind == "every" and schedule.every < 1:
             raise ConfigError(f"probes.{name}.schedule.every={schedule.every} must be >= 1")
     if cfg.model.name == "dln" and cfg.data.name != "gaussian":
-        raise ConfigError(f"model dln needs data=gaussian (regression targets), got data={cfg.data.name}")
+        raise ConfigError(
+            f"model dln needs data=gaussian (regression targets), got data={cfg.data.name}"
+        )
     if cfg.data.name == "gaussian" and cfg.model.name != "dln":
-        raise ConfigError(f"data=gaussian is the DLN's regression data; model={cfg.model.name} "
-                          "needs an image data set (digits, cifar10, cifar100, imagefolder)")
+        raise ConfigError(
+            f"data=gaussian is the DLN's regression data; model={cfg.model.name} "
+            "needs an image data set (digits, cifar10, cifar100, imagefolder)"
+        )
     effective_batch = cfg.data.num_samples if cfg.optim.full_batch else cfg.batch_size
     if effective_batch == 1 and cfg.norm.name in BATCH_STATISTIC_NORMS:
         raise ConfigError(

@@ -57,7 +57,7 @@ class InMemoryData:
         return self.train_x.shape[0]
 
     def to(self, device: torch.device | str) -> InMemoryData:
-        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return InMemoryData(
             self.name,
             move(self.train_x),
@@ -82,7 +82,7 @@ class InMemoryData:
         return max(1, self.num_train // batch_size)
 
     def batch_indices(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
-        """Indices of batch `step`: a fresh permutation per epoch, the last partial batch dropped."""
+        """Indices of batch `step`: a new permutation per epoch, the last partial batch dropped."""
         if batch_size >= self.num_train:
             return torch.arange(self.num_train)
         per_epoch = self.steps_per_epoch(batch_size)
@@ -113,7 +113,9 @@ class InMemoryData:
             yield self.inputs(self.test_x[start:stop]), self.test_y[start:stop]
 
 
-def random_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+def random_crop_flip(
+    images: torch.Tensor, generator: torch.Generator, pad: int = 4
+) -> torch.Tensor:
     """Per-image random crop from a zero-padded copy, and a random horizontal flip."""
     n, _, h, w = images.shape
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).to(images.device)
@@ -218,13 +220,19 @@ def load_image_folder(root: str, normalize: bool = True) -> InMemoryData:
     $SMOOTHBENCH_CACHE (default ~/.cache/smoothbench), keyed by the tree's path and file list.
     """
     if root is None:
-        raise DataError("data.root is not set; data=imagefolder needs a folder with train/ and test/")
+        raise DataError(
+            "data.root is not set; data=imagefolder needs a folder with train/ and test/"
+        )
     base = Path(root).expanduser()
     if not base.is_dir():
-        raise DataError(f"data.root={root!r} does not exist; point it at a folder with train/ and test/")
+        raise DataError(
+            f"data.root={root!r} does not exist; point it at a folder with train/ and test/"
+        )
     missing = [s for s in ("train", "test") if not (base / s).is_dir()]
     if missing:
-        raise DataError(f"data.root={root!r} has no {' or '.join(missing)}/ subfolder (ImageFolder layout)")
+        raise DataError(
+            f"data.root={root!r} has no {' or '.join(missing)}/ subfolder (ImageFolder layout)"
+        )
     classes = sorted(p.name for p in (base / "train").iterdir() if p.is_dir())
     if not classes:
         raise DataError(f"data.root={root!r}: train/ has no class subfolders")
@@ -235,7 +243,9 @@ def load_image_folder(root: str, normalize: bool = True) -> InMemoryData:
         for cls in classes:
             d = base / split / cls
             stat = d.stat() if d.is_dir() else None
-            fingerprint.update(f"{split}/{cls}:{stat and stat.st_mtime_ns}:{stat and len(os.listdir(d))}".encode())
+            fingerprint.update(
+                f"{split}/{cls}:{stat and stat.st_mtime_ns}:{stat and len(os.listdir(d))}".encode()
+            )
     cache = _cache_dir() / f"imagefolder-{fingerprint.hexdigest()[:16]}.pt"
     if cache.is_file():
         try:
@@ -258,7 +268,9 @@ def load_image_folder(root: str, normalize: bool = True) -> InMemoryData:
 def make_gaussian_regression(num_samples: int, dim: int, data_seed: int) -> InMemoryData:
     """The DLN's data: x ~ N(0, I_dim), y = A x, A i.i.d. Gaussian, all fixed by `data_seed`."""
     if num_samples < 1 or dim < 1:
-        raise DataError(f"gaussian data needs num_samples >= 1 and dim >= 1, got {num_samples}, {dim}")
+        raise DataError(
+            f"gaussian data needs num_samples >= 1 and dim >= 1, got {num_samples}, {dim}"
+        )
     g = _generator(data_seed)
     a = torch.randn(dim, dim, generator=g)
     train_x = torch.randn(num_samples, dim, generator=g)

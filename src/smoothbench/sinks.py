@@ -60,7 +60,7 @@ HISTOGRAM_SUFFIX = "/hist"
 
 
 class WandbSink:
-    """Mirrors records to a W&B run whose id is kept in the run dir (a requeued job continues it)."""
+    """Mirrors records to a W&B run whose id is kept in the run dir (requeued jobs continue it)."""
 
     def __init__(
         self,
@@ -106,8 +106,11 @@ class WandbSink:
             self.run.define_metric("step")
             self.run.define_metric("*", step_metric="step")
         except Exception as err:  # a mirror must never stop training
-            warnings.warn(f"W&B could not start ({type(err).__name__}: {err}); training goes on "
-                          "with metrics.jsonl only", stacklevel=2)
+            warnings.warn(
+                f"W&B could not start ({type(err).__name__}: {err}); training goes on "
+                "with metrics.jsonl only",
+                stacklevel=2,
+            )
             self.run = None
 
     def log(self, record: dict[str, Any]) -> None:
@@ -134,8 +137,9 @@ class WandbSink:
                     data[key] = value
             self.run.log(data)
         except Exception as err:
-            warnings.warn(f"W&B log failed ({type(err).__name__}: {err}); disabling the mirror",
-                          stacklevel=2)
+            warnings.warn(
+                f"W&B log failed ({type(err).__name__}: {err}); disabling the mirror", stacklevel=2
+            )
             self.run = None
 
     def close(self, state: str | None = None) -> None:

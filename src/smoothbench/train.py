@@ -97,7 +97,7 @@ def gradient_norms(model, per_layer: bool) -> dict[str, float]:
     values = torch.stack(norms).tolist()  # one device sync for all of them
     records = {"grad/norm": math.sqrt(sum(v * v for v in values))}
     if per_layer:
-        records.update({f"grad/{n}": v for (n, _), v in zip(named, values)})
+        records.update({f"grad/{n}": v for (n, _), v in zip(named, values, strict=False)})
     return records
 
 
@@ -109,8 +109,13 @@ def make_sinks(cfg: DictConfig, run_dir: Path, truncate_to: int | None):
         mirror = WandbSink(
             run_dir,
             OmegaConf.to_container(cfg, resolve=True),
-            project=lg.project, entity=lg.entity, group=lg.group, job_type=lg.job_type,
-            tags=list(lg.tags), mode=lg.mode, name=f"{cfg.model.name}-{cfg.norm.name}-s{cfg.seed}",
+            project=lg.project,
+            entity=lg.entity,
+            group=lg.group,
+            job_type=lg.job_type,
+            tags=list(lg.tags),
+            mode=lg.mode,
+            name=f"{cfg.model.name}-{cfg.norm.name}-s{cfg.seed}",
         )
     return jsonl, FanOut(jsonl, mirror)
 
@@ -176,8 +181,15 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     write_status(run_dir, "running", start)
     state, reason, last = "finished", None, {}
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not cfg.progress,
-               desc=f"{cfg.model.name}/{cfg.norm.name}", dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(
+        range(start, cfg.steps),
+        initial=start,
+        total=cfg.steps,
+        disable=not cfg.progress,
+        desc=f"{cfg.model.name}/{cfg.norm.name}",
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     model.train()
     try:
         for step in bar:
@@ -188,9 +200,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                 record.update(evaluate(model, loss_fn, data, cfg.eval_batch_size, classify))
             record.update(probes.measure(step, (x, y)))
 
-            lr = learning_rate(step, lr=cfg.optim.lr, schedule=cfg.optim.schedule,
-                               total_steps=cfg.steps, milestones=cfg.optim.milestones,
-                               gamma=cfg.optim.gamma)
+            lr = learning_rate(
+                step,
+                lr=cfg.optim.lr,
+                schedule=cfg.optim.schedule,
+                total_steps=cfg.steps,
+                milestones=cfg.optim.milestones,
+                gamma=cfg.optim.gamma,
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
@@ -210,8 +227,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             ics_before = parameters_dict(model) if probes.wants_ics(step) else None
             optimizer.step()
             if ics_before is not None:
-                record.update(probes.measure_covariate_shift((x, y), ics_before,
-                                                            parameters_dict(model)))
+                record.update(
+                    probes.measure_covariate_shift((x, y), ics_before, parameters_dict(model))
+                )
             sink.log(record)
             last = record
             bar.set_postfix(loss=f"{record['train/loss']:.3f}", refresh=False)

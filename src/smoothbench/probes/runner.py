@@ -19,7 +19,13 @@ from smoothbench.models import numbered_layers
 from smoothbench.probes.activations import activation_stats, choose_units
 from smoothbench.probes.bn_damping import bn_gradient_damping
 from smoothbench.probes.covariate_shift import covariate_shift
-from smoothbench.probes.landscape import gradient_landscape, landscape_step_sizes
+from smoothbench.probes.hessian import (
+    gradient_topk_share,
+    hessian_density,
+    hessian_eigenvalues,
+    hessian_trace,
+)
+from smoothbench.probes.landscape import gradient_landscape
 from smoothbench.probes.schedule import Schedule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -78,9 +84,11 @@ class ProbeRunner:
             refs = select_layers(self.model, self.activation_layers)
             self._act_modules = {r.name: r.norm for r in refs}
             self._act_units = {
-                r.name: choose_units(_out_units(self.model.get_submodule(r.transform_name)),
-                                     self.activation_units,
-                                     seed=self.seed * 1000 + r.index)
+                r.name: choose_units(
+                    _out_units(self.model.get_submodule(r.transform_name)),
+                    self.activation_units,
+                    seed=self.seed * 1000 + r.index,
+                )
                 for r in refs
             }
         if self._on("ics"):
@@ -113,7 +121,10 @@ class ProbeRunner:
         records: dict[str, Any] = {}
         if self._due("activations", step):
             stats, self._previous_activations = activation_stats(
-                self.model, batch, self._act_modules, self._act_units,
+                self.model,
+                batch,
+                self._act_modules,
+                self._act_units,
                 previous=self._previous_activations,
             )
             for layer, values in stats.items():
@@ -121,16 +132,18 @@ class ProbeRunner:
                     records[f"act/{layer}/{key}"] = value
         if self._due("landscape", step):
             result = gradient_landscape(self.model, self.loss_fn, batch, self.landscape_step_sizes)
-            records.update({
-                "landscape/step_sizes": result["step_sizes"],
-                "landscape/losses": result["losses"],
-                "landscape/grad_diffs": result["grad_diffs"],
-                "landscape/loss_variation": result["loss_variation"],
-                "landscape/grad_pred_min": result["grad_predictiveness"][0],
-                "landscape/grad_pred_max": result["grad_predictiveness"][1],
-                "landscape/beta_smoothness": result["beta_smoothness"],
-                "landscape/grad_norm": result["grad_norm"],
-            })
+            records.update(
+                {
+                    "landscape/step_sizes": result["step_sizes"],
+                    "landscape/losses": result["losses"],
+                    "landscape/grad_diffs": result["grad_diffs"],
+                    "landscape/loss_variation": result["loss_variation"],
+                    "landscape/grad_pred_min": result["grad_predictiveness"][0],
+                    "landscape/grad_pred_max": result["grad_predictiveness"][1],
+                    "landscape/beta_smoothness": result["beta_smoothness"],
+                    "landscape/grad_norm": result["grad_norm"],
+                }
+            )
         if self._due("bn", step) and self._bn_modules:
             damping = bn_gradient_damping(self.model, self.loss_fn, batch, self._bn_modules)
             for layer, values in damping.items():
@@ -141,14 +154,6 @@ class ProbeRunner:
         return records
 
     def _measure_hessian(self) -> dict[str, Any]:
-        # imported here: scipy's start-up cost is paid only by runs that measure the Hessian
-        from smoothbench.probes.hessian import (
-            gradient_topk_share,
-            hessian_density,
-            hessian_eigenvalues,
-            hessian_trace,
-        )
-
         h, batch = self.hessian, self.hessian_batch
         values, info = hessian_eigenvalues(
             self.model, self.loss_fn, batch, k=h.top_k, tol=h.tol, bn_mode=h.bn_mode, seed=self.seed
@@ -167,22 +172,38 @@ class ProbeRunner:
             )
         if h.smallest:
             low, low_info = hessian_eigenvalues(
-                self.model, self.loss_fn, batch, k=1, tol=h.tol, bn_mode=h.bn_mode,
-                which="smallest", seed=self.seed,
+                self.model,
+                self.loss_fn,
+                batch,
+                k=1,
+                tol=h.tol,
+                bn_mode=h.bn_mode,
+                which="smallest",
+                seed=self.seed,
             )
             records["hessian/lambda_min"] = float(low[0])
             hvps += low_info["hvps"]
         if h.trace:
             mean, stderr = hessian_trace(
-                self.model, self.loss_fn, batch, n_probes=h.trace_max_probes, bn_mode=h.bn_mode,
-                seed=self.seed, rtol=h.trace_rtol,
+                self.model,
+                self.loss_fn,
+                batch,
+                n_probes=h.trace_max_probes,
+                bn_mode=h.bn_mode,
+                seed=self.seed,
+                rtol=h.trace_rtol,
             )
             records["hessian/trace"] = mean
             records["hessian/trace_stderr"] = stderr
         if h.density:
             grid, density = hessian_density(
-                self.model, self.loss_fn, batch, steps=h.density_steps, n_probes=h.density_probes,
-                bn_mode=h.bn_mode, seed=self.seed,
+                self.model,
+                self.loss_fn,
+                batch,
+                steps=h.density_steps,
+                n_probes=h.density_probes,
+                bn_mode=h.bn_mode,
+                seed=self.seed,
             )
             records["hessian/density_grid"] = grid
             records["hessian/density"] = density

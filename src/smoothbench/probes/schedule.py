@@ -27,8 +27,9 @@ class Schedule:
 
     def __post_init__(self):
         if self.kind not in SCHEDULE_KINDS:
-            raise ValueError(f"unknown schedule kind {self.kind!r}; choose one of: "
-                             f"{', '.join(SCHEDULE_KINDS)}")
+            raise ValueError(
+                f"unknown schedule kind {self.kind!r}; choose one of: {', '.join(SCHEDULE_KINDS)}"
+            )
         if self.kind == "every" and self.every < 1:
             raise ValueError(f"schedule every={self.every} must be >= 1")
         if self.kind == "log" and self.num < 1:

@@ -1,0 +1,292 @@
+"""What the figure scripts share: the command line, loading runs, panels used by several figures.
+
+Every script runs as `python analysis/<fig>.py RUN_OR_SWEEP_DIR... --out figures/` or
+`python analysis/<fig>.py --wandb entity/project --group G --out figures/`, writes
+`<out>/<fig>.pdf` and `.png`, and exits with status 2 and one line naming the missing metric
+when the runs do not record what the figure needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smoothbench.plotting import (
+    BAND_CAPTIONS,
+    ConditionStyles,
+    condition_keys,
+    conditions,
+    plot_metric,
+    plot_range_band,
+    plot_ridges,
+    save_figure,
+    select,
+    set_style,
+    step_axis,
+)
+from smoothbench.results import (
+    STATES,
+    MissingMetricError,
+    aggregate_seeds,
+    load_runs,
+    load_wandb_runs,
+    metric_arrays,
+    metric_frame,
+    require_metrics,
+)
+
+EXIT_MISSING = 2
+
+
+def make_parser(name: str, description: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=name, description=description)
+    parser.add_argument("paths", nargs="*", help="run dirs, sweep dirs or glob patterns")
+    parser.add_argument("--out", default="figures", help="output dir (default: figures)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from W&B instead")
+    parser.add_argument("--group", help="W&B group to read (with --wandb)")
+    parser.add_argument(
+        "--status", nargs="+", choices=STATES, help="keep only runs in these states"
+    )
+    parser.add_argument(
+        "--band",
+        choices=("minmax", "std"),
+        default="minmax",
+        help="band around the mean over seeds: min-max (default) or ±1 std",
+    )
+    return parser
+
+
+def load_frame(args: argparse.Namespace, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+    """The tidy frame of the runs named on the command line (paths or a W&B project)."""
+    if args.wandb:
+        df = load_wandb_runs(args.wandb, group=args.group, metrics=metrics)
+        return df[df["status"].isin(args.status)] if args.status else df
+    if not args.paths:
+        raise ValueError("no runs given: pass run or sweep dirs, or --wandb ENTITY/PROJECT")
+    return load_runs(args.paths, status=args.status, metrics=metrics)
+
+
+def run_script(
+    name: str,
+    argv: Sequence[str] | None,
+    description: str | None,
+    build: Callable[[pd.DataFrame, argparse.Namespace], Any],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    metrics: Iterable[str] | None = None,
+    load: Callable[[argparse.Namespace], Any] | None = None,
+) -> int:
+    """Parse, load, build the figure, save it; one line on stderr and status 2 when it cannot."""
+    parser = make_parser(name, description)
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    set_style()
+    try:
+        data = load(args) if load is not None else load_frame(args, metrics=metrics)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        return EXIT_MISSING
+    try:
+        fig = build(data, args)
+    except MissingMetricError as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        return EXIT_MISSING
+    for path in save_figure(fig, args.out, name):
+        print(path)
+    return 0
+
+
+def add_layers(parser: argparse.ArgumentParser, default: Sequence[int] | None, what: str) -> None:
+    parser.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        default=list(default) if default is not None else None,
+        metavar="K",
+        help=f"layer numbers (1 = nearest the input) for {what}"
+        + (f" (default: {' '.join(map(str, default))})" if default else ""),
+    )
+
+
+def layers_with(df: pd.DataFrame, template: str) -> list[int]:
+    """Layer numbers K for which some run records `template.format(K)` (e.g. "ics/layer{}/l2")."""
+    prefix, suffix = template.split("{}")
+    found = set()
+    for name in df["metric"].unique():
+        name = str(name)
+        if name.startswith(prefix) and name.endswith(suffix):
+            middle = name[len(prefix) : len(name) - len(suffix)]
+            if middle.isdigit():
+                found.add(int(middle))
+    return sorted(found)
+
+
+def require_layers(df: pd.DataFrame, template: str, layers: Sequence[int]) -> None:
+    """Raise MissingMetricError naming the first absent layer and the layers that are recorded."""
+    available = layers_with(df, template)
+    for layer in layers:
+        if layer not in available:
+            recorded = ", ".join(map(str, available)) or "none"
+            raise MissingMetricError(
+                f"missing metric {template.format(layer)!r}: the runs record it for layers "
+                f"{recorded} (choose with --layers)"
+            )
+
+
+def layers_for_report(df: pd.DataFrame, template: str, defaults: Sequence[int]) -> list[int]:
+    """The default layers the runs record; else the first and last recorded (a smaller net)."""
+    available = layers_with(df, template)
+    chosen = [k for k in defaults if k in available]
+    if chosen or not available:
+        return chosen or list(defaults)
+    return sorted({available[0], available[-1]})
+
+
+def band_caption(band: str) -> str:
+    return BAND_CAPTIONS[band]
+
+
+def smoothness_caption(band: str) -> str:
+    return (
+        "(a, b) shaded: min–max over the step sizes η, each edge averaged over seeds; "
+        f"(c) {band_caption(band)}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# panels shared by several figures
+
+
+def first_seed_run(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the run with the smallest seed (then the first run id): one trajectory to show."""
+    runs = rows[["run", "seed"]].drop_duplicates("run")
+    runs = runs.assign(_seed=pd.to_numeric(runs["seed"], errors="coerce")).sort_values(
+        ["_seed", "run"], na_position="last"
+    )
+    return rows[rows["run"] == runs["run"].iloc[0]]
+
+
+def draw_distributions(
+    subfig: Any,
+    df: pd.DataFrame,
+    layers: Sequence[int],
+    lr: float | None = None,
+) -> list[Any]:
+    """Activation "ridges" of one run per condition: rows = layers, columns = conditions.
+
+    Only conditions at learning rate `lr` (default: the smallest lr that records the first
+    layer's quantiles). Each panel shows the run with the smallest seed.
+    """
+    metrics = [f"act/layer{k}/quantiles" for k in layers]
+    require_metrics(df, metrics)
+    rows = df[df["metric"].isin(metrics)]
+    if lr is None:
+        lr = float(pd.to_numeric(rows["optim.lr"], errors="coerce").min())
+    rows = rows[np.isclose(pd.to_numeric(rows["optim.lr"], errors="coerce"), lr)]
+    if rows.empty:
+        raise MissingMetricError(
+            f"missing metric {metrics[0]!r}: no loaded run at lr {lr:g} has it"
+        )
+    keys = [k for k in condition_keys(rows) if k != "optim.lr"]
+    conds = conditions(rows, keys)
+    styles = ConditionStyles(conds)
+    axes = subfig.subplots(len(layers), len(conds), squeeze=False, sharex=True)
+    for col, condition in enumerate(conds):
+        runs = first_seed_run(select(rows, condition))
+        seed = runs["seed"].iloc[0]
+        for row, (layer, metric) in enumerate(zip(layers, metrics, strict=True)):
+            ax = axes[row, col]
+            if metric in set(runs["metric"]):
+                quantiles = metric_arrays(runs, metric)
+                plot_ridges(
+                    ax,
+                    quantiles["step"].to_numpy(),
+                    np.stack(quantiles["value"].to_list()),
+                    color=styles(condition)["color"],
+                )
+            ax.set_title(
+                f"{styles(condition)['label']}\nlayer #{layer} (seed {seed}, lr {lr:g})", fontsize=7
+            )
+            if row == len(layers) - 1:
+                step_axis(ax)
+            if col == 0:
+                ax.set_ylabel("activation value")
+    return list(axes.ravel())
+
+
+def range_frame(df: pd.DataFrame, lo_metric: str, hi_metric: str | None = None) -> pd.DataFrame:
+    """Per (run, step): lo and hi, from two scalar metrics or from the min/max of a list metric."""
+    if hi_metric is None:
+        rows = metric_arrays(df, lo_metric)
+        out = rows.drop(columns=["value"]).copy()
+        out["lo"] = [np.nanmin(v) if np.isfinite(v).any() else np.nan for v in rows["value"]]
+        out["hi"] = [np.nanmax(v) if np.isfinite(v).any() else np.nan for v in rows["value"]]
+        return out
+    lo = metric_frame(df, lo_metric)
+    hi = metric_frame(df, hi_metric)[["run", "step", "value"]].rename(columns={"value": "hi"})
+    out = lo.rename(columns={"value": "lo"}).merge(hi, on=["run", "step"])
+    return out.drop(columns=["metric"])
+
+
+def draw_range(
+    ax: Any,
+    df: pd.DataFrame,
+    lo_metric: str,
+    hi_metric: str | None = None,
+    styles: ConditionStyles | None = None,
+) -> None:
+    """Shaded range per step for each condition; the edges are the means over seeds of lo, hi."""
+    ranges = range_frame(df, lo_metric, hi_metric)
+    keys = condition_keys(df)
+    conds = conditions(ranges, keys)
+    styles = styles or ConditionStyles(conds)
+    for condition in conds:
+        part = select(ranges, condition)
+        lo = aggregate_seeds(part, list(condition), value="lo")
+        hi = aggregate_seeds(part, list(condition), value="hi")
+        plot_range_band(ax, lo["step"], lo["mean"], hi["mean"], **styles(condition))
+
+
+def draw_smoothness(axes: Sequence[Any], df: pd.DataFrame, band: str, logy: bool = False) -> None:
+    """Paper Fig. 4's three panels: loss landscape, gradient predictiveness, β-smoothness."""
+    present = set(df["metric"].unique())
+    conds = conditions(df[df["metric"].str.startswith("landscape/")], condition_keys(df))
+    styles = ConditionStyles(conds)
+    loss_ax, grad_ax, beta_ax = axes
+    if "landscape/losses" in present:
+        draw_range(loss_ax, df, "landscape/losses", styles=styles)
+        loss_ax.set_ylabel(r"loss $L(\theta - \eta g)$")
+        loss_ax.set_title("(a) loss landscape")
+    else:  # the W&B mirror keeps scalars only: fall back on the span itself
+        plot_metric(loss_ax, df, "landscape/loss_variation", band=band, styles=styles)
+        loss_ax.set_ylabel("loss variation (max − min over η)")
+        loss_ax.set_title("(a) loss landscape")
+    draw_range(grad_ax, df, "landscape/grad_pred_min", "landscape/grad_pred_max", styles=styles)
+    grad_ax.set_ylabel(r"$\ell_2$ change in gradient $\|g_\eta - g\|_2$")
+    grad_ax.set_title("(b) gradient predictiveness")
+    plot_metric(beta_ax, df, "landscape/beta_smoothness", band=band, styles=styles)
+    beta_ax.set_ylabel(r"effective $\beta$-smoothness")
+    beta_ax.set_title(r"(c) effective $\beta$-smoothness")
+    for ax in axes:
+        step_axis(ax)
+        if logy:
+            ax.set_yscale("log")
+
+
+SMOOTHNESS_METRICS = (
+    "landscape/grad_pred_min",
+    "landscape/grad_pred_max",
+    "landscape/beta_smoothness",
+)
+
+
+def require_smoothness(df: pd.DataFrame, what: str = "") -> None:
+    present = set(df["metric"].unique())
+    if "landscape/losses" not in present:
+        require_metrics(df, ["landscape/loss_variation"], what)
+    require_metrics(df, SMOOTHNESS_METRICS, what)

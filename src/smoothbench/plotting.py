@@ -1,0 +1,321 @@
+"""The shared look of every figure: colours per normalization, labels, bands, ridges, saving.
+
+Every figure script draws conditions (one set of config values, averaged over seeds) with the
+helpers here, so a normalization has the same colour and name in every figure of the project.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; no display is ever needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from smoothbench.results import aggregate_seeds, config_keys, metric_frame  # noqa: E402
+
+# fontTools logs a harmless warning about the embedded fonts' timestamps on every PDF it subsets
+logging.getLogger("fontTools").setLevel(logging.ERROR)
+
+NORM_ORDER = ("none", "batch", "noisy_batch", "l1", "l2", "linf", "layer", "group")
+# seaborn's colorblind palette, fixed per normalization so every figure agrees
+_PALETTE = sns.color_palette("colorblind", 10)
+NORM_COLORS: dict[str, tuple[float, float, float]] = {
+    "none": _PALETTE[0],
+    "batch": _PALETTE[3],
+    "noisy_batch": _PALETTE[2],
+    "l1": _PALETTE[4],
+    "l2": _PALETTE[1],
+    "linf": _PALETTE[5],
+    "layer": _PALETTE[8],
+    "group": _PALETTE[9],
+}
+NORM_LABELS = {
+    "none": "Standard",
+    "batch": "Standard + BatchNorm",
+    "noisy_batch": 'Standard + "Noisy" BatchNorm',
+    "l1": "Standard + $\\ell_1$ norm",
+    "l2": "Standard + $\\ell_2$ norm",
+    "linf": "Standard + $\\ell_\\infty$ norm",
+    "layer": "Standard + LayerNorm",
+    "group": "Standard + GroupNorm",
+}
+LINESTYLES = ("-", "--", ":", "-.")
+BAND_CAPTIONS = {
+    "minmax": "line: mean over seeds; band: min–max over seeds",
+    "std": "line: mean over seeds; band: ±1 std over seeds",
+}
+# quantile pairs of act/layerK/quantiles (0,5,15,30,50,70,85,95,100 %) shaded from wide to narrow
+RIDGE_PAIRS = ((0, 8), (1, 7), (2, 6), (3, 5))
+RIDGE_ALPHAS = (0.15, 0.25, 0.35, 0.5)
+MEDIAN_INDEX = 4
+
+
+def set_style() -> None:
+    """Seaborn's paper theme with fonts readable at the paper's column width, fonts embedded."""
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
+    plt.rcParams.update(
+        {
+            "pdf.fonttype": 42,
+            "ps.fonttype": 42,
+            "axes.titlesize": 9,
+            "axes.labelsize": 8,
+            "legend.fontsize": 7,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "figure.dpi": 100,
+            "savefig.dpi": 200,
+        }
+    )
+
+
+def norm_color(name: str | None) -> Any:
+    """The colour of a normalization; grey for names outside NORM_COLORS."""
+    return NORM_COLORS.get(str(name), (0.4, 0.4, 0.4))
+
+
+def norm_label(name: str | None) -> str:
+    return NORM_LABELS.get(str(name), str(name))
+
+
+def save_figure(fig: matplotlib.figure.Figure, out_dir: str | os.PathLike, name: str) -> list[Path]:
+    """Write `<out_dir>/<name>.pdf` and `.png` at the figure's own size; returns both paths.
+
+    Figures use constrained layout (legends included), so nothing is cropped or lost.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.pdf", out / f"{name}.png"]
+    for path in paths:
+        fig.savefig(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# conditions: the config values a line stands for
+
+
+def condition_keys(df: pd.DataFrame) -> list[str]:
+    """Config columns that define a condition: all loaded config columns except the seed."""
+    return [k for k in config_keys(df) if k != "seed"]
+
+
+def _sort_value(value: Any) -> tuple:
+    if isinstance(value, str) and value in NORM_ORDER:
+        return (0, NORM_ORDER.index(value), "")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))
+
+
+def conditions(df: pd.DataFrame, keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The distinct conditions of a frame, ordered by normalization, then lr, then the rest."""
+    keys = list(keys if keys is not None else condition_keys(df))
+    if df.empty:
+        return []
+    unique = df[keys].astype(object).drop_duplicates()
+    rows = [dict(zip(keys, row, strict=True)) for row in unique.itertuples(index=False)]
+    order = ["norm.name", "optim.lr"] + [k for k in keys if k not in ("norm.name", "optim.lr")]
+    return sorted(rows, key=lambda c: [_sort_value(c.get(k)) for k in order if k in c])
+
+
+def select(df: pd.DataFrame, condition: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows of one condition (None/NaN match each other)."""
+    mask = pd.Series(True, index=df.index)
+    for key, value in condition.items():
+        column = df[key]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            mask &= column.isna()
+        elif isinstance(value, tuple):  # == would compare element-wise against the tuple
+            mask &= column.map(lambda v, value=value: v == value).astype(bool)
+        else:
+            mask &= column.astype(object) == value
+    return df[mask]
+
+
+def condition_label(condition: Mapping[str, Any], varying: Sequence[str] | None = None) -> str:
+    """The norm's name, then the other keys that vary: "Standard + BatchNorm, lr 0.1"."""
+    parts = [norm_label(condition.get("norm.name"))]
+    for key, value in condition.items():
+        if key == "norm.name" or (varying is not None and key not in varying):
+            continue
+        if key == "optim.lr":
+            parts.append(f"lr {value:g}" if isinstance(value, int | float) else f"lr {value}")
+        elif key == "model.name":
+            parts.append(str(value))
+        elif key == "model.shortcut":
+            parts.append("shortcut" if value else "no shortcut")
+        else:
+            parts.append(f"{key.split('.')[-1]}={value}")
+    return ", ".join(parts)
+
+
+def varying_keys(conds: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Keys whose value differs between the given conditions."""
+    if not conds:
+        return []
+    return [k for k in conds[0] if len({repr(c.get(k)) for c in conds}) > 1]
+
+
+class ConditionStyles:
+    """Colour by normalization, line style by the position of the rest of the condition."""
+
+    def __init__(self, conds: Sequence[Mapping[str, Any]]):
+        self.varying = varying_keys(conds)
+        others = []
+        for c in conds:
+            rest = tuple(repr(c.get(k)) for k in self.varying if k != "norm.name")
+            if rest not in others:
+                others.append(rest)
+        self._others = others
+
+    def __call__(self, condition: Mapping[str, Any]) -> dict[str, Any]:
+        rest = tuple(repr(condition.get(k)) for k in self.varying if k != "norm.name")
+        index = self._others.index(rest) if rest in self._others else 0
+        return {
+            "color": norm_color(condition.get("norm.name")),
+            "linestyle": LINESTYLES[index % len(LINESTYLES)],
+            "label": condition_label(condition, self.varying),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# drawing
+
+
+def step_axis(ax: matplotlib.axes.Axes) -> None:
+    """Label the x axis as training steps, with whole-number ticks."""
+    ax.set_xlabel("training step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_band(
+    ax: matplotlib.axes.Axes,
+    steps: Sequence[float],
+    mean: Sequence[float],
+    lo: Sequence[float] | None = None,
+    hi: Sequence[float] | None = None,
+    *,
+    color: Any,
+    label: str | None = None,
+    linestyle: str = "-",
+    alpha: float = 0.2,
+) -> matplotlib.lines.Line2D:
+    """A mean line (gid "mean") over a shaded lo..hi band; returns the line."""
+    # a condition measured once or twice (a run that stopped early) still shows up
+    marker = "o" if len(steps) <= 2 else None
+    (line,) = ax.plot(
+        steps, mean, color=color, linestyle=linestyle, label=label, lw=1.2, marker=marker, ms=3
+    )
+    line.set_gid("mean")
+    if lo is not None and hi is not None:
+        ax.fill_between(steps, lo, hi, color=color, alpha=alpha, lw=0)
+    return line
+
+
+def plot_metric(
+    ax: matplotlib.axes.Axes,
+    df: pd.DataFrame,
+    metric: str,
+    *,
+    keys: Sequence[str] | None = None,
+    band: str = "minmax",
+    styles: ConditionStyles | None = None,
+) -> list[matplotlib.lines.Line2D]:
+    """One mean line with a seed band per condition for a scalar metric; returns the lines."""
+    rows = metric_frame(df, metric)
+    keys = list(keys if keys is not None else condition_keys(df))
+    conds = conditions(rows, keys)
+    styles = styles or ConditionStyles(conds)
+    lines = []
+    for condition in conds:
+        agg = aggregate_seeds(select(rows, condition), list(condition), band=band)
+        if agg["mean"].notna().sum() == 0:
+            continue
+        lines.append(
+            plot_band(ax, agg["step"], agg["mean"], agg["lo"], agg["hi"], **styles(condition))
+        )
+    return lines
+
+
+def plot_range_band(
+    ax: matplotlib.axes.Axes,
+    steps: Sequence[float],
+    lo: Sequence[float],
+    hi: Sequence[float],
+    *,
+    color: Any,
+    label: str | None = None,
+    linestyle: str = "-",
+    alpha: float = 0.3,
+) -> None:
+    """A shaded range lo..hi per step with thin edge lines (gids "lo" and "hi"; the legend
+    entry is the lower edge, so it shows the condition's line style)."""
+    ax.fill_between(steps, lo, hi, color=color, alpha=alpha, lw=0)
+    for gid, values in (("lo", lo), ("hi", hi)):
+        (edge,) = ax.plot(
+            steps,
+            values,
+            color=color,
+            linestyle=linestyle,
+            lw=0.8,
+            label=label if gid == "lo" else None,
+        )
+        edge.set_gid(gid)
+
+
+def plot_ridges(
+    ax: matplotlib.axes.Axes,
+    steps: Sequence[float],
+    quantiles: np.ndarray,
+    *,
+    color: Any,
+    label: str | None = None,
+) -> matplotlib.lines.Line2D:
+    """Activation-distribution "ridges": nested quantile bands over steps and the median line.
+
+    `quantiles` is (steps, 9): the 0, 5, 15, 30, 50, 70, 85, 95, 100 % quantiles.
+    """
+    quantiles = np.asarray(quantiles, dtype=float)
+    if quantiles.ndim != 2 or quantiles.shape[1] != 9:
+        raise ValueError(f"quantiles must be (steps, 9), got shape {quantiles.shape}")
+    for (low, high), alpha in zip(RIDGE_PAIRS, RIDGE_ALPHAS, strict=True):
+        ax.fill_between(
+            steps, quantiles[:, low], quantiles[:, high], color=color, alpha=alpha, lw=0
+        )
+    (median,) = ax.plot(steps, quantiles[:, MEDIAN_INDEX], color=color, lw=1.0, label=label)
+    median.set_gid("median")
+    return median
+
+
+def legend_below(
+    fig: matplotlib.figure.Figure, axes: Sequence[matplotlib.axes.Axes], caption: str | None = None
+) -> None:
+    """One legend for the whole figure (handles of all axes, de-duplicated), below the panels."""
+    handles, labels = [], []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",  # constrained layout makes room below the panels
+            ncol=min(len(labels), 3),
+            frameon=False,
+            title=caption,
+            title_fontsize=7,
+        )

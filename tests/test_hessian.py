@@ -1,0 +1,425 @@
+"""Hessian probes against the dense Hessian of tiny nets (torch.autograd.functional.hessian in
+float64 over the flat parameter vector) and against closed forms."""
+
+from __future__ import annotations
+
+import copy
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from smoothbench.models.norms import LpNorm, NoisyBatchNorm
+from smoothbench.probes.hessian import (
+    HessianOperator,
+    gradient_topk_share,
+    hessian_density,
+    hessian_eigenvalues,
+    hessian_trace,
+    hvp,
+    power_iteration,
+)
+from smoothbench.probes.lanczos import lanczos_extremes
+
+ce = nn.functional.cross_entropy
+
+
+def _fill(model: nn.Module, seed: int, scale: float) -> nn.Module:
+    """Deterministic parameters and non-trivial running statistics from a private generator."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.5)
+            elif name.endswith(("running_var", "running_scale")):
+                b.copy_(0.5 + torch.rand(b.shape, generator=g))
+    return model
+
+
+def bn_mlp(seed: int = 7, scale: float = 2.0, norm=nn.BatchNorm1d) -> nn.Module:
+    """4 → 6 → 6 → 3, BN + tanh twice: 117 parameters."""
+    layers: list[nn.Module] = []
+    width = 4
+    for _ in range(2):
+        layers += [nn.Linear(width, 6), norm(6), nn.Tanh()]
+        width = 6
+    layers.append(nn.Linear(width, 3))
+    return _fill(nn.Sequential(*layers), seed, scale)
+
+
+def bn_cnn(seed: int = 1) -> nn.Module:
+    """Conv(2→3, 3×3) + BN2d + ReLU, 2×2 average pool, Linear(12→3): 102 parameters."""
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(12, 3),
+    )
+    return _fill(model, seed, 0.7)
+
+
+def mlp_batch(seed: int = 107, n: int = 12):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def cnn_batch(seed: int = 3, n: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+CASES = {"mlp": (bn_mlp, mlp_batch), "cnn": (bn_cnn, cnn_batch)}
+
+
+def dense(model: nn.Module, loss_fn, batch, bn_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, g) in float64 by torch.autograd.functional.hessian over the flat parameters."""
+    m = copy.deepcopy(model).double()
+    m.train(bn_mode == "train")
+    named = list(m.named_parameters())
+    sizes = [p.numel() for _, p in named]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
+    x, y = batch
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        params = {n: t.view(p.shape) for (n, p), t in zip(named, theta.split(sizes), strict=True)}
+        buffers = {n: b.clone() for n, b in m.named_buffers()}
+        return loss_fn(functional_call(m, {**params, **buffers}, (x.double(),)), y)
+
+    h = torch.autograd.functional.hessian(loss, flat)
+    g = torch.autograd.functional.jacobian(loss, flat)
+    return h, g
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    cache = {}
+
+    def get(case: str, bn_mode: str):
+        if (case, bn_mode) not in cache:
+            make_model, make_batch = CASES[case]
+            cache[case, bn_mode] = dense(make_model(), ce, make_batch(), bn_mode)
+        return cache[case, bn_mode]
+
+    return get
+
+
+def relerr(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.abs(b)))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_hvp_matches_dense(case, bn_mode, oracle):
+    make_model, make_batch = CASES[case]
+    model, batch = make_model(), make_batch()
+    h, _ = oracle(case, bn_mode)
+    v = torch.randn(h.shape[0], generator=torch.Generator().manual_seed(5))
+    out = hvp(model, ce, batch, v, bn_mode=bn_mode)
+    expected = h @ v.double()
+    assert out.shape == v.shape and out.dtype == torch.float32
+    assert torch.linalg.vector_norm(out.double() - expected) <= 1e-5 * torch.linalg.vector_norm(
+        expected
+    )
+
+
+@pytest.mark.parametrize("method", ["lanczos", "eigsh"])
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_top3_eigenvalues_match_dense(method, case, bn_mode, oracle):
+    make_model, make_batch = CASES[case]
+    h, _ = oracle(case, bn_mode)
+    exact = torch.linalg.eigvalsh(h).numpy()[::-1][:3]
+    values, info = hessian_eigenvalues(
+        make_model(), ce, make_batch(), k=3, tol=1e-5, bn_mode=bn_mode, method=method,
+        return_eigenvectors=True,
+    )  # fmt: skip
+    assert relerr(values, exact) < 1e-4
+    assert np.all(np.diff(values) <= 0)
+    assert info["converged"] and info["bn_mode"] == bn_mode and info["method"] == method
+    # The residuals are those of the fp32 operator; against the float64 Hessian the returned
+    # pairs are as good up to fp32's own error in H (~1e-5 of its norm on these nets).
+    vecs = info["eigenvectors"].double()
+    dense_res = torch.linalg.vector_norm(vecs @ h - torch.as_tensor(values)[:, None] * vecs, dim=1)
+    floor = 3e-5 * torch.linalg.matrix_norm(h, ord=2).item()
+    assert np.all(dense_res.numpy() <= np.asarray(info["residuals"]) + floor)
+    assert all(r <= 1e-5 * abs(v) for r, v in zip(info["residuals"], values, strict=True))
+    assert 3 < info["hvps"] < h.shape[0]
+
+
+@pytest.mark.parametrize("method", ["lanczos", "eigsh"])
+def test_smallest_eigenvalues_ascending(method, oracle):
+    h, _ = oracle("mlp", "train")
+    exact = torch.linalg.eigvalsh(h).numpy()[:2]
+    values, info = hessian_eigenvalues(
+        bn_mlp(), ce, mlp_batch(), k=2, tol=1e-5, which="smallest", method=method
+    )
+    assert exact[0] < 0 and relerr(values, exact) < 1e-4 and values[0] <= values[1]
+    assert info["converged"]
+
+
+def test_algebraic_max_where_power_iteration_reports_the_negative_one(oracle):
+    h, _ = oracle("mlp", "train")
+    spectrum = torch.linalg.eigvalsh(h).numpy()
+    lam_min, lam_max = spectrum[0], spectrum[-1]
+    assert -lam_min > 1.5 * lam_max > 0  # this BN net in training mode is such a case
+    (top,), info = hessian_eigenvalues(bn_mlp(), ce, mlp_batch(), k=1, tol=1e-4)
+    assert abs(top - lam_max) < 1e-4 * lam_max and info["converged"]
+    power, power_info = power_iteration(bn_mlp(), ce, mlp_batch(), tol=1e-4)
+    assert power < 0 and abs(power - lam_min) < 1e-2 * abs(lam_min)
+    assert power_info["method"] == "power" and power_info["hvps"] > 0
+
+
+def test_eval_mode_hessian_differs_from_train_mode(oracle):
+    h_train, _ = oracle("cnn", "train")
+    h_eval, _ = oracle("cnn", "eval")
+    top_train = torch.linalg.eigvalsh(h_train)[-1].item()
+    top_eval = torch.linalg.eigvalsh(h_eval)[-1].item()
+    assert abs(top_train - top_eval) > 0.1 * abs(top_train)
+    (ours_train,), _ = hessian_eigenvalues(bn_cnn(), ce, cnn_batch(), tol=1e-5, bn_mode="train")
+    (ours_eval,), _ = hessian_eigenvalues(bn_cnn(), ce, cnn_batch(), tol=1e-5, bn_mode="eval")
+    assert relerr(ours_train, top_train) < 1e-4 and relerr(ours_eval, top_eval) < 1e-4
+
+
+def _model_state(model: nn.Module):
+    tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    modes = {n: m.training for n, m in model.named_modules()}
+    return tensors, modes
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+@pytest.mark.parametrize("norm", [nn.BatchNorm1d, LpNorm, NoisyBatchNorm])
+def test_probes_leave_model_and_rngs_untouched(bn_mode, norm):
+    make = (lambda n: LpNorm(n, 2)) if norm is LpNorm else norm
+    model = bn_mlp(norm=make)
+    model.train()
+    model[0].eval()  # a mixed-mode model: each module's own flag must come back
+    tensors, modes = _model_state(model)
+    torch.manual_seed(11), np.random.seed(11), random.seed(11)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(11), np.random.seed(11), random.seed(11)
+    batch = mlp_batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hvp(model, ce, batch, torch.ones(117), bn_mode=bn_mode)
+        _, info = hessian_eigenvalues(model, ce, batch, k=2, bn_mode=bn_mode,
+                                      return_eigenvectors=True)  # fmt: skip
+        hessian_eigenvalues(model, ce, batch, k=1, bn_mode=bn_mode, method="eigsh")
+        power_iteration(model, ce, batch, max_iter=5, bn_mode=bn_mode)
+        hessian_trace(model, ce, batch, n_probes=5, min_probes=2, bn_mode=bn_mode)
+        hessian_density(model, ce, batch, steps=5, n_probes=2, bn_mode=bn_mode)
+        gradient_topk_share(model, ce, batch, info["eigenvectors"], bn_mode=bn_mode)
+        hvp(model, ce, batch, torch.ones(117), bn_mode=bn_mode, chunk_size=5)
+    after_tensors, after_modes = _model_state(model)
+    assert after_modes == modes
+    for k, v in tensors.items():
+        assert torch.equal(after_tensors[k], v), k
+    # The global RNGs are exactly where they were: the next draws are the expected ones.
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
+
+
+def test_noisy_bn_hessian_uses_the_step_noise():
+    model = bn_mlp(norm=NoisyBatchNorm)
+    batch = mlp_batch()
+    h, _ = dense(model, ce, batch, "train")
+    v = torch.randn(117, generator=torch.Generator().manual_seed(2))
+    out = hvp(model, ce, batch, v)
+    assert torch.allclose(out.double(), h @ v.double(), rtol=1e-5, atol=1e-5)
+
+
+class Scale(nn.Module):
+    """y = w ⊙ x; with loss mean_n ‖y_n − t_n‖² its Hessian is diag(2 · mean_n x_n²)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(0.5, 1.5, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+def squared_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((out - target) ** 2).sum(dim=1).mean()
+
+
+def scale_problem(n: int = 10, d: int = 7):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(n, d, generator=g) * torch.linspace(0.2, 2.0, d)
+    diag = 2 * (x.double() ** 2).mean(dim=0)
+    return Scale(d), (x, torch.zeros(n, d)), diag
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3, 5, 100])
+def test_chunks_average_the_mean_loss(chunk_size):
+    model, batch, diag = scale_problem()
+    v = torch.arange(1.0, 8.0)
+    out = hvp(model, squared_error, batch, v, chunk_size=chunk_size)
+    torch.testing.assert_close(out.double(), diag * v.double(), rtol=1e-6, atol=1e-6)
+    (top,), _ = hessian_eigenvalues(model, squared_error, batch, tol=1e-6, chunk_size=chunk_size)
+    assert abs(top - diag.max().item()) < 1e-5 * diag.max().item()  # not scaled by chunk count
+
+
+def test_chunks_on_bn_net_in_eval_mode_match_dense(oracle):
+    h, g = oracle("mlp", "eval")
+    v = torch.randn(117, generator=torch.Generator().manual_seed(8))
+    op = HessianOperator(bn_mlp(), ce, mlp_batch(), "eval", chunk_size=5)  # chunks of 5, 5, 2
+    assert len(op.chunks) == 3
+    expected = h @ v.double()
+    assert torch.linalg.vector_norm(op.matvec(v).double() - expected) <= 1e-5 * expected.norm()
+    assert torch.linalg.vector_norm(op.gradient.double() - g) <= 1e-5 * g.norm()
+
+
+def test_trace_exact_for_a_diagonal_hessian():
+    # Rademacher probes have zero variance on a diagonal matrix: zᵀDz = tr D for every z.
+    model, batch, diag = scale_problem()
+    mean, stderr = hessian_trace(model, squared_error, batch, n_probes=50, min_probes=4)
+    assert abs(mean - diag.sum().item()) < 1e-5 * diag.sum().item() and stderr < 1e-5
+
+
+def _probe_trace_by_hand(h: torch.Tensor, seed: int, n_probes: int) -> np.ndarray:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_probes):
+        z = (2 * torch.randint(0, 2, (h.shape[0],), generator=g, dtype=torch.int8) - 1).double()
+        out.append(float(z @ h @ z))
+    return np.asarray(out)
+
+
+def test_trace_stops_on_standard_error(oracle):
+    h, _ = oracle("cnn", "train")
+    rtol, min_probes = 0.15, 10
+    op = HessianOperator(bn_cnn(), ce, cnn_batch())
+    mean, stderr = hessian_trace(None, None, None, n_probes=200, rtol=rtol, operator=op)
+    samples = _probe_trace_by_hand(h, seed=0, n_probes=200)
+    stop = next(
+        n
+        for n in range(min_probes, 201)
+        if samples[:n].std(ddof=1) / np.sqrt(n) <= rtol * abs(samples[:n].mean())
+    )
+    assert op.hvps == stop < 200
+    assert abs(mean - samples[:stop].mean()) < 1e-4 * abs(mean)
+    assert abs(stderr - samples[:stop].std(ddof=1) / np.sqrt(stop)) < 1e-3 * stderr
+    assert abs(mean - torch.trace(h).item()) < 3 * stderr
+
+
+def test_trace_with_many_probes_is_close_and_stderr_is_honest(oracle):
+    h, _ = oracle("mlp", "train")
+    n = 1500
+    mean, stderr = hessian_trace(bn_mlp(), ce, mlp_batch(), n_probes=n, rtol=0, seed=3)
+    # Rademacher: Var(zᵀHz) = 2 Σ_{i≠j} H_ij²
+    off = h - torch.diag(torch.diag(h))
+    expected_stderr = float(torch.sqrt(2 * (off**2).sum() / n))
+    assert 0.8 < stderr / expected_stderr < 1.2
+    assert abs(mean - torch.trace(h).item()) < 4 * expected_stderr
+
+
+def test_trace_warns_when_max_probes_reached():
+    with pytest.warns(RuntimeWarning, match="n_probes=3"):
+        hessian_trace(bn_mlp(), ce, mlp_batch(), n_probes=3, min_probes=2, rtol=1e-9)
+
+
+def test_density_integrates_to_one_and_has_the_dense_mean_and_support(oracle):
+    h, _ = oracle("mlp", "train")
+    spectrum = torch.linalg.eigvalsh(h).numpy()
+    n, probes = h.shape[0], 24
+    grid, density = hessian_density(bn_mlp(), ce, mlp_batch(), steps=80, n_probes=probes)
+    assert grid.shape == density.shape and np.all(density >= 0)
+    assert abs(np.trapezoid(density, grid) - 1) < 1e-12
+    assert grid[0] <= spectrum[0] and grid[-1] >= spectrum[-1]
+    # The extreme Ritz values converge, so mass sits at the extreme eigenvalues.
+    sigma = 0.01 * (grid[-1] - grid[0]) / 1.1
+    for lam in (spectrum[0], spectrum[-1]):
+        assert density[np.argmin(np.abs(grid - lam))] > 0.05 * density.max() / probes
+        assert abs(grid[np.argmax(density * (np.abs(grid - lam) < 3 * sigma))] - lam) < 2 * sigma
+    # Each probe's quadrature mean is vᵀHv, v uniform on the sphere: E = tr(H)/n,
+    # Var = 2(tr(H²)/n − (tr H/n)²)/(n + 2).
+    mean = np.trapezoid(grid * density, grid)
+    m1, m2 = spectrum.mean(), (spectrum**2).mean()
+    std = np.sqrt(2 * (m2 - m1**2) / (n + 2) / probes)
+    assert abs(mean - m1) < 4 * std
+
+
+def test_density_on_a_given_grid_and_sigma():
+    model, batch, diag = scale_problem()
+    grid = np.linspace(0, diag.max().item() + 1, 4001)
+    xs, density = hessian_density(
+        model, squared_error, batch, steps=7, n_probes=3, sigma=0.05, grid=grid
+    )
+    assert np.array_equal(xs, grid) and abs(np.trapezoid(density, xs) - 1) < 1e-12
+    # Exact quadrature: bumps of width 0.05 centred on the 7 diagonal entries.
+    peaks = [xs[i] for i in range(1, len(xs) - 1) if density[i - 1] < density[i] > density[i + 1]]
+    np.testing.assert_allclose(sorted(peaks), sorted(diag.numpy()), atol=2e-3)
+
+
+def test_gradient_topk_share_matches_dense_projection(oracle):
+    h, g = oracle("mlp", "train")
+    _, vecs = torch.linalg.eigh(h)
+    top3 = vecs[:, -3:]
+    expected = float((top3.T @ g).pow(2).sum() / g.pow(2).sum())
+    given = gradient_topk_share(bn_mlp(), ce, mlp_batch(), top3.T.float())
+    assert abs(given - expected) < 1e-5
+    _, info = hessian_eigenvalues(bn_mlp(), ce, mlp_batch(), k=3, tol=1e-6,
+                                  return_eigenvectors=True)  # fmt: skip
+    found = gradient_topk_share(bn_mlp(), ce, mlp_batch(), info["eigenvectors"])
+    assert abs(found - expected) < 1e-4
+    assert 0 < expected < 1
+
+
+def test_not_converging_warns_and_says_so():
+    with pytest.warns(RuntimeWarning, match="NOT converged"):
+        _, info = hessian_eigenvalues(bn_mlp(), ce, mlp_batch(), k=2, tol=1e-9, max_iter=4)
+    assert info["converged"] is False and info["hvps"] >= 4
+
+
+def test_same_seed_same_result_and_graph_built_once():
+    op = HessianOperator(bn_cnn(), ce, cnn_batch())
+    a, info_a = hessian_eigenvalues(None, None, None, k=2, seed=4, operator=op)
+    b, info_b = hessian_eigenvalues(bn_cnn(), ce, cnn_batch(), k=2, seed=4)
+    assert np.array_equal(a, b) and info_a["hvps"] == info_b["hvps"] == op.hvps
+    assert info_a["residuals"] == info_b["residuals"]
+
+
+def test_works_under_no_grad(oracle):
+    h, _ = oracle("cnn", "train")
+    v = torch.ones(h.shape[0])
+    with torch.no_grad():
+        out = hvp(bn_cnn(), ce, cnn_batch(), v)
+    torch.testing.assert_close(out.double(), h @ v.double(), rtol=1e-5, atol=1e-6)
+
+
+def test_lanczos_restarts_past_an_invariant_subspace():
+    # I + a rank-3 term: four distinct eigenvalues, so the Krylov space of any start is
+    # exhausted after 4 steps and k=5 needs a restart to find the repeated eigenvalue 1 again.
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=torch.float64))
+    lam = torch.ones(40, dtype=torch.float64)
+    lam[:3] = torch.tensor([6.0, 3.0, -2.0])
+    a = (q * lam) @ q.T
+    start = torch.randn(40, generator=g, dtype=torch.float64)
+    result = lanczos_extremes(lambda v: a @ v, start, 5, tol=1e-8, generator=g)
+    np.testing.assert_allclose(result.values, [6, 3, 1, 1, 1], atol=1e-10)
+    assert result.converged and result.steps > 4  # went on past the exhausted Krylov space
+    gram = result.vectors @ result.vectors.T
+    torch.testing.assert_close(gram, torch.eye(5, dtype=torch.float64), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bn_mode": "running"}, "unknown bn_mode 'running'; choose one of: train, eval"),
+        ({"which": "biggest"}, "unknown which 'biggest'; choose one of: largest, smallest"),
+        ({"method": "arnoldi"}, "unknown method 'arnoldi'; choose one of: lanczos, eigsh"),
+    ],
+)
+def test_bad_settings_name_the_value_and_the_choices(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        hessian_eigenvalues(bn_mlp(), ce, mlp_batch(), **kwargs)
