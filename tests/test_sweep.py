@@ -115,3 +115,71 @@ def test_preempted_job_is_requeued_and_resumes_identically(tmp_path):
     assert read_status(sweep_dir / "0")["state"] == "finished"
     assert metrics.read_bytes() == (tmp_path / "reference" / "metrics.jsonl").read_bytes()
     assert len(read_metrics(sweep_dir / "0")) == 121
+
+
+def _analysis_module(name: str):
+    import importlib
+
+    analysis = str(REPO / "analysis")
+    if analysis not in sys.path:
+        sys.path.insert(0, analysis)
+    return importlib.import_module(name)
+
+
+@pytest.mark.slow
+def test_smoke_reproduction_end_to_end(tmp_path):
+    """scripts/reproduce.sh with two presets through launcher=local: runs, surfaces, figures
+    and report, and the plotted numbers are the logged ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.colors import to_hex
+
+    from smoothbench.plotting import norm_color
+    from smoothbench.results import load_runs
+
+    out = tmp_path / "repro"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OUT": str(out),
+        "PRESETS": "fig2 fig4",
+        "WANDB_MODE": "offline",
+        "MPLBACKEND": "Agg",
+    }
+    proc = subprocess.run(
+        ["bash", "scripts/reproduce.sh", "smoke", "local"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1500,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    for preset, jobs in (("fig2", 3), ("fig4", 2)):
+        runs = sorted(d for d in (out / preset).iterdir() if d.name.isdigit())
+        assert len(runs) == jobs
+        assert all(read_status(d)["state"] == "finished" for d in runs)
+    for run in (out / "fig4").glob("[0-9]*"):
+        assert (run / "surfaces" / "2d.npz").stat().st_size > 0
+    for figure in ("fig2/fig2", "fig2/fig8", "fig4/fig4", "fig4/surfaces"):
+        for ext in ("pdf", "png"):
+            assert (out / "figures" / f"{figure}.{ext}").stat().st_size > 1000, figure
+    report = (out / "report" / "report.html").read_text()
+    assert "data:image/png;base64" in report and "fig4" in report
+    timings = (out / "timings.tsv").read_text()
+    assert "train:fig2" in timings and "report" in timings
+
+    # the plotted beta-smoothness of each condition is what its run logged
+    df = load_runs(out / "fig4")
+    fig = _analysis_module("fig4").make_figure(df)
+    beta_axis = fig.axes[2]
+    checked = 0
+    for run in (out / "fig4").glob("[0-9]*"):
+        norm = next(r for r in df["norm.name"][df["run_dir"].astype(str) == str(run)])
+        logged = [(r["step"], r["landscape/beta_smoothness"]) for r in read_metrics(run)
+                  if "landscape/beta_smoothness" in r]
+        color = to_hex(norm_color(norm))
+        (line,) = [ln for ln in beta_axis.lines
+                   if ln.get_gid() == "mean" and to_hex(ln.get_color()) == color]
+        assert list(line.get_xdata()) == [s for s, _ in logged]
+        assert list(line.get_ydata()) == pytest.approx([b for _, b in logged], rel=1e-12)
+        checked += 1
+    assert checked == 2

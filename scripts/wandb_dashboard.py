@@ -1,0 +1,238 @@
+"""Saved W&B workspaces, one per experiment preset, whose panels mirror the paper's figures.
+
+    python scripts/wandb_dashboard.py --dry-run                      # print the spec as JSON
+    python scripts/wandb_dashboard.py --entity E --project P         # save every workspace
+    python scripts/wandb_dashboard.py --entity E --project P --figures fig1 fig4
+
+Each workspace shows the runs of one W&B group (= the `experiment` preset, see
+conf/experiment/*.yaml), grouped by the config keys that preset sweeps, so seeds of one setting
+are averaged into a mean line with a min-max band. The x-axis is our own `step` metric (the sink
+declares it the step metric of every key). Needs `pip install 'smoothbench[dashboards]'` and a W&B
+login for the real mode; `--dry-run` needs neither. Each real run saves new workspaces (views).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+X_AXIS = "step"
+NORM = "norm.name"
+LR = "optim.lr"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One line plot: its metric keys (docs/metrics.md) drawn against `step`."""
+
+    title: str
+    y: tuple[str, ...]
+    log_y: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    panels: tuple[Panel, ...]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A workspace: the runs of W&B group `group`, grouped by the config keys in `group_by`."""
+
+    name: str
+    group: str
+    group_by: tuple[str, ...]
+    sections: tuple[Section, ...]
+
+
+def one(key: str, title: str | None = None, log_y: bool = False) -> Panel:
+    """A panel of a single metric key."""
+    return Panel(title or key, (key,), log_y)
+
+
+def landscape(log_y: bool = False, fig: str = "Fig. 4") -> Section:
+    """Loss variation, gradient predictiveness and effective beta-smoothness (science.md)."""
+    keys = ("loss_variation", "grad_pred_max", "beta_smoothness")
+    return Section(
+        f"Loss landscape along the gradient ({fig})",
+        tuple(one(f"landscape/{k}", log_y=log_y) for k in keys),
+    )
+
+
+def activation_hists(layers: tuple[int, ...], fig: str) -> Section:
+    """The activation histograms of the given layers."""
+    # W&B draws a line plot of a histogram key as the histogram over steps
+    return Section(
+        f"Activation distributions ({fig})",
+        tuple(one(f"act/layer{k}/hist") for k in layers),
+    )
+
+
+def ics(layers: tuple[int, ...]) -> Section:
+    """ICS of each layer: l2 distance and cosine of G and G'."""
+    return Section(
+        "Internal covariate shift (Fig. 3)",
+        tuple(one(f"ics/layer{k}/{m}") for k in layers for m in ("l2", "cosine")),
+    )
+
+
+ACCURACY = Section("Accuracy", (one("train/acc"), one("test/acc")))
+
+FIGURES: dict[str, FigureSpec] = {
+    "fig1": FigureSpec(
+        "smoothbench fig1: VGG-16 with/without BN at lr 0.1 and 0.5",
+        "fig1",
+        (NORM, LR),
+        (ACCURACY, activation_hists((3, 11), "Fig. 1c")),
+    ),
+    "fig2": FigureSpec(
+        "smoothbench fig2: standard vs BN vs noisy BN",
+        "fig2",
+        (NORM,),
+        (
+            Section("Accuracy (Fig. 2)", (one("train/acc"),)),
+            Section(
+                "Activation moment changes (Fig. 8)",
+                tuple(
+                    one(f"act/layer{k}/{m}")
+                    for k in (2, 9, 13)
+                    for m in ("mean_change", "var_change")
+                ),
+            ),
+        ),
+    ),
+    "fig3": FigureSpec(
+        "smoothbench fig3: ICS of VGG-16 with/without BN", "fig3", (NORM,), (ics((5, 10)),)
+    ),
+    "fig3_dln": FigureSpec(
+        "smoothbench fig3_dln: ICS of the deep linear network with/without BN",
+        "fig3_dln",
+        (NORM, LR),
+        (ics((9, 17)),),
+    ),
+    "fig4": FigureSpec(
+        "smoothbench fig4: VGG-16 landscape with/without BN", "fig4", (NORM,), (landscape(),)
+    ),
+    # the deep linear network's losses span orders of magnitude
+    "fig10": FigureSpec(
+        "smoothbench fig10: deep linear network landscape with/without BN",
+        "fig10",
+        (NORM,),
+        (landscape(log_y=True, fig="Fig. 10"),),
+    ),
+    "lp": FigureSpec(
+        "smoothbench lp: lp normalizations on VGG-16",
+        "lp",
+        (NORM,),
+        (
+            Section("Accuracy (Fig. 5)", (one("train/acc"),)),
+            activation_hists((3, 11), "Fig. 6"),
+            landscape(fig="Fig. 12"),
+        ),
+    ),
+    "lp_dln": FigureSpec(
+        "smoothbench lp_dln: lp normalizations on the deep linear network",
+        "lp_dln",
+        (NORM,),
+        (landscape(log_y=True, fig="Fig. 13"),),
+    ),
+    "hessian": FigureSpec(
+        "smoothbench hessian: ResNet-20/56 with/without BN and shortcut",
+        "hessian",
+        ("model.name", "model.shortcut", NORM),
+        (
+            Section(
+                "Hessian over training",
+                (
+                    one("hessian/lambda_max"),
+                    one("hessian/trace"),
+                    one("train/lr", "train/lr (lambda_max at 2/lr: edge of stability)"),
+                ),
+            ),
+        ),
+    ),
+    "surfaces": FigureSpec(
+        "smoothbench surfaces: ResNet-56 with/without BN and shortcut (training)",
+        "surfaces",
+        ("model.shortcut", NORM),
+        (
+            Section("Loss", (one("train/loss"), one("test/loss"))),
+            ACCURACY,
+        ),
+    ),
+}
+
+
+def build_workspace(spec: FigureSpec, *, entity: str, project: str):
+    """The `wandb_workspaces` Workspace of one figure spec (not saved)."""
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+
+    def line_plot(panel: Panel):
+        # groupby_* aggregate the seeds of each runset group into mean and min-max band
+        return wr.LinePlot(
+            title=panel.title,
+            x=X_AXIS,
+            y=list(panel.y),
+            log_y=panel.log_y or None,
+            groupby_aggfunc="mean",
+            groupby_rangefunc="minmax",
+        )
+
+    return ws.Workspace(
+        entity=entity,
+        project=project,
+        name=spec.name,
+        sections=[
+            ws.Section(name=s.name, panels=[line_plot(p) for p in s.panels], is_open=True)
+            for s in spec.sections
+        ],
+        settings=ws.WorkspaceSettings(x_axis=X_AXIS),
+        runset_settings=ws.RunsetSettings(
+            filters=ws.And(ws.Metric("Group") == spec.group),
+            groupby=[ws.Config(key) for key in spec.group_by],
+        ),
+    )
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--entity", help="W&B entity (user or team)")
+    p.add_argument("--project", help="W&B project the runs were synced to")
+    p.add_argument(
+        "--figures", nargs="+", default=list(FIGURES), metavar="FIG", help=", ".join(FIGURES)
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the spec as JSON; no W&B")
+    return p.parse_args(argv)
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    unknown = [f for f in args.figures if f not in FIGURES]
+    if unknown:
+        return fail(f"unknown figure '{unknown[0]}'; choose from: {', '.join(FIGURES)}")
+    specs = {f: FIGURES[f] for f in args.figures}
+    if args.dry_run:
+        print(json.dumps({f: asdict(s) for f, s in specs.items()}, indent=2))
+        return 0
+    if not (args.entity and args.project):
+        return fail("--entity and --project are required unless --dry-run")
+    try:
+        import wandb_workspaces  # noqa: F401
+    except ImportError:
+        return fail("wandb-workspaces is not installed; pip install 'smoothbench[dashboards]'")
+    for spec in specs.values():
+        build_workspace(spec, entity=args.entity, project=args.project).save()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""scripts/wandb_dashboard.py: the figure spec against the presets and docs/metrics.md, the CLI,
+and (where wandb-workspaces is installed) the workspaces it builds, never saved."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+import unicodedata
+
+import pytest
+import yaml
+from conftest import REPO, compose_config
+from omegaconf import OmegaConf
+
+PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+
+
+def load_script():
+    path = REPO / "scripts" / "wandb_dashboard.py"
+    spec = importlib.util.spec_from_file_location("wandb_dashboard", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+dash = load_script()
+
+
+def preset(name: str) -> dict:
+    return yaml.safe_load((REPO / "conf" / "experiment" / f"{name}.yaml").read_text())
+
+
+def mirrored_key_patterns() -> list[re.Pattern]:
+    """Keys of docs/metrics.md that the W&B sink mirrors: scalars and the activation histograms."""
+    patterns = []
+    for line in (REPO / "docs" / "metrics.md").read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) < 2 or not cells[0].startswith("`"):
+            continue
+        keys = re.findall(r"`([^`]+)`", cells[0])
+        for key in keys:
+            if cells[1] in ("float", "int") or key.endswith("/hist"):
+                regex = re.escape(key).replace("layerK", r"layer(\d+)")
+                patterns.append(re.compile(regex.replace("<param\\ name>", ".+") + "$"))
+    return patterns
+
+
+def spec_keys(spec) -> list[str]:
+    return [key for section in spec.sections for panel in section.panels for key in panel.y]
+
+
+def test_every_preset_has_exactly_one_figure():
+    assert sorted(dash.FIGURES) == PRESETS
+    for name, spec in dash.FIGURES.items():
+        assert spec.group == preset(name)["experiment"] == name
+
+
+def test_runs_of_each_preset_land_in_the_figure_group():
+    cfg = compose_config("experiment=fig3_dln", "logger=wandb")
+    assert cfg.logger.group == dash.FIGURES["fig3_dln"].group
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_panels_show_mirrored_keys_of_probed_layers(name):
+    patterns = mirrored_key_patterns()
+    assert any(p.match("train/acc") for p in patterns)  # the parser read the table
+    assert not any(p.match("landscape/losses") for p in patterns)  # lists are not mirrored
+    probes = preset(name).get("probes") or {}
+    for key in spec_keys(dash.FIGURES[name]):
+        matches = [m for m in (p.match(key) for p in patterns) if m]
+        assert matches, f"{name}: {key} is not a scalar or histogram of docs/metrics.md"
+        if key.startswith(("act/", "ics/")):
+            probe = probes["activations" if key.startswith("act/") else "ics"]
+            assert probe["schedule"]["kind"] != "off", f"{name}: {key} is never measured"
+            assert int(matches[0].group(1)) in probe["layers"], f"{name}: {key} not probed"
+        if key.startswith("landscape/"):
+            assert probes["landscape"]["schedule"]["kind"] != "off", f"{name}: {key} not measured"
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_groups_are_the_swept_config_keys(name):
+    swept = preset(name)["hydra"]["sweeper"]["params"]
+    # a config group (norm, model) is chosen by name; anything else is a value
+    varied = {
+        (k + ".name" if k in ("norm", "model") else k)
+        for k, v in swept.items()
+        if len(str(v).split(",")) > 1
+    }
+    assert set(dash.FIGURES[name].group_by) == varied
+    cfg = compose_config(f"experiment={name}")
+    for key in dash.FIGURES[name].group_by:
+        assert OmegaConf.select(cfg, key) is not None, f"{name}: the run config has no {key}"
+
+
+def test_log_scale_only_for_the_deep_linear_network_landscapes():
+    for name, spec in dash.FIGURES.items():
+        logs = {p.log_y for s in spec.sections for p in s.panels}
+        assert logs == ({True} if name in ("fig10", "lp_dln") else {False}), name
+
+
+def test_named_figure_content():
+    assert spec_keys(dash.FIGURES["fig1"]) == [
+        "train/acc",
+        "test/acc",
+        "act/layer3/hist",
+        "act/layer11/hist",
+    ]
+    assert spec_keys(dash.FIGURES["hessian"]) == ["hessian/lambda_max", "hessian/trace", "train/lr"]
+    assert dash.FIGURES["fig1"].group_by == ("norm.name", "optim.lr")
+
+
+def test_workspace_names_have_no_symbols():
+    # W&B rejects any Unicode symbol (category S*, e.g. '+', '=') in a workspace name
+    for spec in dash.FIGURES.values():
+        assert not [c for c in spec.name if unicodedata.category(c).startswith("S")], spec.name
+
+
+def test_dry_run_prints_the_spec_without_wandb_workspaces(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb_workspaces", None)  # any import of it now fails
+    assert dash.main(["--dry-run", "--figures", "fig4", "fig10"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert list(printed) == ["fig4", "fig10"]
+    panels = printed["fig10"]["sections"][0]["panels"]
+    assert [p["y"] for p in panels] == [
+        ["landscape/loss_variation"],
+        ["landscape/grad_pred_max"],
+        ["landscape/beta_smoothness"],
+    ]
+    assert all(p["log_y"] for p in panels)
+    assert printed["fig4"]["group"] == "fig4"
+
+
+def test_unknown_figure_is_a_one_line_error(capsys):
+    assert dash.main(["--dry-run", "--figures", "fig1", "fig9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'fig9'" in err
+    assert all(name in err for name in PRESETS)
+
+
+def test_real_mode_needs_entity_and_project(capsys):
+    assert dash.main(["--project", "p"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--entity" in err
+
+
+def test_real_mode_without_the_package_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb_workspaces", None)
+    assert dash.main(["--entity", "e", "--project", "p"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "wandb-workspaces" in err
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_workspace_builds_with_the_spec_panels(name):
+    pytest.importorskip("wandb_workspaces")
+    spec = dash.FIGURES[name]
+    workspace = dash.build_workspace(spec, entity="e", project="p")
+    panels = [p for s in workspace.sections for p in s.panels]
+    assert len(panels) == sum(len(s.panels) for s in spec.sections)
+    assert [k for p in panels for k in p.y] == spec_keys(spec)
+    assert {p.x for p in panels} == {"step"}
+    assert [bool(p.log_y) for p in panels] == [p.log_y for s in spec.sections for p in s.panels]
+
+    # what W&B stores: nested config keys as "<top>.value.<rest>", the run group under "group"
+    view = workspace._to_model()
+    runset = view.spec.section.run_sets[0]
+    expected = [k.split(".", 1)[0] + ".value." + k.split(".", 1)[1] for k in spec.group_by]
+    assert [(g.section, g.name) for g in runset.grouping] == [("config", k) for k in expected]
+    (group_filter,) = runset.filters["filters"]
+    assert group_filter["key"] == {"section": "run", "name": "group"}
+    assert group_filter["value"] == name
+    assert view.spec.section.settings.x_axis == "step"
+
+
+def test_real_mode_saves_every_requested_workspace(monkeypatch):
+    workspaces = pytest.importorskip("wandb_workspaces.workspaces")
+    saved = []
+    monkeypatch.setattr(workspaces.Workspace, "save", lambda self: saved.append(self) or self)
+    assert dash.main(["--entity", "e", "--project", "p", "--figures", "fig1", "hessian"]) == 0
+    assert [w.name for w in saved] == [dash.FIGURES["fig1"].name, dash.FIGURES["hessian"].name]
+    assert {(w.entity, w.project) for w in saved} == {("e", "p")}
