@@ -313,3 +313,10 @@ def test_wandb_failure_does_not_stop_training(smoke, tmp_path, monkeypatch):
     assert result["state"] == "finished"
     assert any("W&B could not start" in str(w.message) for w in caught)
     assert len(read_metrics(tmp_path)) == 7
+
+
+def test_kept_checkpoints_hold_their_step(smoke, tmp_path):
+    train(smoke("probes=off", "checkpoint_every=4", "keep_checkpoints=[3,6]"), tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "step_3.pt")["step"] == 3
+    assert load_checkpoint(tmp_path / "checkpoints" / "step_6.pt")["step"] == 6
+    assert not (tmp_path / "checkpoints" / "step_4.pt").exists()

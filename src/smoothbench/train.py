@@ -233,7 +233,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             sink.log(record)
             last = record
             bar.set_postfix(loss=f"{record['train/loss']:.3f}", refresh=False)
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            due = (step + 1) % cfg.checkpoint_every == 0 or step + 1 in cfg.keep_checkpoints
+            if due and step + 1 < cfg.steps:
                 checkpoint(step + 1, jsonl.tell())
         else:
             # the end: test metrics at the final parameters, on a line of their own
