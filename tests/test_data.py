@@ -1,0 +1,138 @@
+"""Data sets: shapes, a pure batch order, augmentation by hand, ImageFolder decoding and caching."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_DATA
+
+from smoothbench.data import (
+    DataError,
+    load_data,
+    make_gaussian_regression,
+    random_crop_flip,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+def test_digits_are_3x32x32_uint8_with_a_fixed_split(digits):
+    assert digits.train_x.shape[1:] == (3, 32, 32) and digits.train_x.dtype == torch.uint8
+    assert digits.num_train + digits.test_x.shape[0] == 1797
+    assert digits.test_x.shape[0] == round(1797 * 0.2)
+    assert digits.num_classes == 10 and set(digits.train_y.tolist()) == set(range(10))
+    # channels are copies of the grey image, normalized with the training set's statistics
+    assert torch.equal(digits.train_x[:, 0], digits.train_x[:, 2])
+    x = digits.inputs(digits.train_x).double()
+    assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert (x.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3
+    again = load_data("digits")
+    assert torch.equal(again.test_y, digits.test_y)
+
+
+def test_batch_order_is_a_pure_function_of_seed_and_step(digits):
+    per_epoch = digits.steps_per_epoch(64)
+    epoch = torch.cat([digits.batch_indices(s, 64, seed=3) for s in range(per_epoch)])
+    assert len(set(epoch.tolist())) == per_epoch * 64  # no example twice within an epoch
+    assert torch.equal(digits.batch_indices(5, 64, seed=3), digits.batch_indices(5, 64, seed=3))
+    assert not torch.equal(digits.batch_indices(5, 64, seed=3), digits.batch_indices(5, 64, seed=4))
+    # the next epoch is a different permutation
+    assert not torch.equal(
+        digits.batch_indices(0, 64, seed=3), digits.batch_indices(per_epoch, 64, seed=3)
+    )
+    state = torch.get_rng_state()
+    digits.batch(7, 64, seed=3, augment=True)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_random_crop_flip_matches_pad_and_slice():
+    images = torch.arange(2 * 3 * 6 * 6, dtype=torch.uint8).reshape(2, 3, 6, 6)
+    out = random_crop_flip(images, torch.Generator().manual_seed(0), pad=2)
+    g = torch.Generator().manual_seed(0)
+    offsets = torch.randint(0, 5, (2, 2), generator=g)
+    flips = torch.rand(2, generator=g) < 0.5
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for i in range(2):
+        dy, dx = offsets[i].tolist()
+        crop = padded[i, :, dy : dy + 6, dx : dx + 6]
+        if flips[i]:
+            crop = crop.flip(-1)
+        assert torch.equal(out[i], crop)
+
+
+def test_gaussian_regression_is_y_equals_a_x():
+    data = make_gaussian_regression(200, 10, data_seed=1)
+    a = torch.linalg.lstsq(data.train_x, data.train_y).solution.T
+    assert torch.allclose(data.train_x @ a.T, data.train_y, atol=1e-4)
+    assert torch.allclose(data.test_x @ a.T, data.test_y, atol=1e-4)
+    assert data.num_classes is None
+    x, y = data.batch(0, 200, seed=0)
+    assert x.shape == (200, 10) and torch.equal(x, data.train_x)
+
+
+def _tiny_tree(root, sources):
+    for split in ("train", "test"):
+        for cls, files in sources.items():
+            (root / split / cls).mkdir(parents=True)
+            for i, src in enumerate(files):
+                shutil.copy(src, root / split / cls / f"{i}.{src.suffix.lstrip('.')}")
+
+
+def test_image_folder_decodes_labels_and_caches(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    made = tmp_path / "made"
+    made.mkdir()
+    sources = {}
+    for c, colour in enumerate(((255, 0, 0), (0, 0, 255))):
+        path = made / f"{c}.png"
+        Image.new("RGB", (32, 32), colour).save(path)
+        sources[f"class{c}"] = [path, path]
+    _tiny_tree(tmp_path / "tree", sources)
+    data = load_data("imagefolder", root=str(tmp_path / "tree"), normalize=False)
+    assert data.train_x.shape == (4, 3, 32, 32) and data.train_y.tolist() == [0, 0, 1, 1]
+    assert data.train_x[0, 0].float().mean() == 255 and data.train_x[2, 2].float().mean() == 255
+    assert len(list((tmp_path / "cache").glob("imagefolder-*.pt"))) == 1
+    cached = load_data("imagefolder", root=str(tmp_path / "tree"), normalize=False)
+    assert torch.equal(cached.train_x, data.train_x)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/cifar10-jpeg is absent")
+def test_image_folder_reads_real_cifar10_jpegs(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    classes = sorted(p.name for p in (SHARED_DATA / "train").iterdir())
+    assert classes[:2] == ["airplane", "automobile"] and len(classes) == 10
+    sources = {c: sorted((SHARED_DATA / "train" / c).iterdir())[:3] for c in classes}
+    _tiny_tree(tmp_path / "tree", sources)
+    data = load_data("imagefolder", root=str(tmp_path / "tree"))
+    assert data.train_x.shape == (30, 3, 32, 32) and data.num_classes == 10
+    assert np.bincount(data.train_y.numpy()).tolist() == [3] * 10
+    assert 60 < data.train_x.float().mean() < 190  # real photographs, not blank decodes
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "mnist"}, "unknown data 'mnist'; choose one of: digits, cifar10"),
+        ({"name": "imagefolder", "root": "/nope"}, "data.root='/nope' does not exist"),
+        ({"name": "cifar10", "root": "/nope"}, "data.root='/nope' does not exist"),
+        ({"name": "digits", "test_fraction": 1.5}, "data.test_fraction=1.5 must lie"),
+    ],
+)
+def test_bad_data_settings_are_one_line_errors(kwargs, message):
+    with pytest.raises(DataError) as err:
+        load_data(**kwargs)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_image_folder_without_splits_is_refused(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DataError, match="has no test/ subfolder"):
+        load_data("imagefolder", root=str(tmp_path))
