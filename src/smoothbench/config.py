@@ -263,6 +263,10 @@ def validate(cfg: Any) -> None:
         _choice(f"probes.{name}.schedule.kind", schedule.kind, SCHEDULE_KINDS)
         if schedule.kind == "every" and schedule.every < 1:
             raise ConfigError(f"probes.{name}.schedule.every={schedule.every} must be >= 1")
+    if cfg.probes.hessian.trace_max_probes < 2:
+        raise ConfigError(
+            f"probes.hessian.trace_max_probes={cfg.probes.hessian.trace_max_probes} must be >= 2"
+        )
     if cfg.model.name == "dln" and cfg.data.name != "gaussian":
         raise ConfigError(
             f"model dln needs data=gaussian (regression targets), got data={cfg.data.name}"

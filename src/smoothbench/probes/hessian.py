@@ -42,9 +42,10 @@ from smoothbench.probes.state import preserved
 
 BN_MODES = ("train", "eval")
 METHODS = ("lanczos", "eigsh")
-# Measured on a small BN CNN (see tests/test_hessian.py's benchmark note and the module's
-# history): the torch Lanczos checks convergence after every product and needed fewer products
-# than ARPACK, whose first check comes only after ncv = 20 products.
+# Measured on a BN VGG-11 at width 1/8 (145,554 parameters, batch 32, CPU), products to reach
+# tol 1e-3 over 3 seeds: k=1 train 21-22 (lanczos) vs 22 (eigsh), eval 13-15 vs 22; k=3 train
+# 31-34 vs 40; k=5 44-46 vs 51; at tol 1e-4 24-25 vs 32. The torch Lanczos tests the residual
+# after every product, ARPACK only after its first ncv = 20; products dominate the time.
 DEFAULT_METHOD = "lanczos"
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -66,8 +67,9 @@ class HessianOperator:
 
     `chunk_size` splits a batch too large for one graph into chunks of that many examples. The
     loss stays the batch MEAN (each chunk's mean loss weighted by its share of the examples);
-    each product then recomputes every chunk's graph (about 2.2 passes instead of 1.4). With
-    bn_mode="train" the norm layers then use each chunk's statistics: a different function.
+    each product then recomputes every chunk's graph (about 2.2 passes instead of 1.4) from the
+    model's buffers at that moment. With bn_mode="train" the norm layers then use each chunk's
+    statistics: a different function from the whole batch's.
 
     second_order=False computes only `gradient` (no graph kept); `matvec` then raises.
     """
@@ -329,6 +331,8 @@ def power_iteration(
     Returns (eigenvalue, info) with info "hvps", "converged", "residual" (‖Hv − λv‖₂ of the last
     iterate), "iterations", "method" ("power") and "bn_mode".
     """
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
     op = _operator(model, loss_fn, batch, bn_mode, operator, chunk_size)
     hvps_before = op.hvps
     v, _ = _start_vector(op.size, seed, op)
