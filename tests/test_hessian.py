@@ -423,3 +423,17 @@ def test_lanczos_restarts_past_an_invariant_subspace():
 def test_bad_settings_name_the_value_and_the_choices(kwargs, message):
     with pytest.raises(ValueError, match=message):
         hessian_eigenvalues(bn_mlp(), ce, mlp_batch(), **kwargs)
+
+
+def test_first_order_graph_is_built_once_and_rebuilt_per_product_only_in_chunks():
+    model = bn_mlp()
+    forwards = []
+    model.register_forward_pre_hook(lambda module, args: forwards.append(len(args[0])))
+    op = HessianOperator(model, ce, mlp_batch())
+    for _ in range(5):
+        op.matvec(torch.ones(117))
+    assert forwards == [12] and op.hvps == 5
+    forwards.clear()
+    chunked = HessianOperator(model, ce, mlp_batch(), chunk_size=5)
+    chunked.matvec(torch.ones(117))
+    assert forwards == [5, 5, 2] * 2  # the gradient, then one product: a graph per chunk each

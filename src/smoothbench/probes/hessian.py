@@ -3,7 +3,9 @@
 Everything is built on `HessianOperator`, the Hessian of one batch's MEAN loss with respect to
 the trainable parameters, applied by double backward (`torch.autograd.grad`, eager, in the
 parameters' dtype, fp32 for every model here, autocast off). The first-order graph is built
-once and reused for every product (~1.4 forward-backward passes per product instead of ~2.2).
+once and reused for every product, which saves rebuilding it each time (measured on a CPU, BN
+VGG-11 at width 1/8, batch 32: building it costs 1.1 forward-backward passes, each product 3.4,
+a product that rebuilds the graph 4.5; double backward through convolutions is the bulk).
 
 Vectors are FLAT tensors over the trainable parameters (those with requires_grad), in
 `model.named_parameters()` order; `HessianOperator.unflatten` gives the per-parameter view.
@@ -67,7 +69,7 @@ class HessianOperator:
 
     `chunk_size` splits a batch too large for one graph into chunks of that many examples. The
     loss stays the batch MEAN (each chunk's mean loss weighted by its share of the examples);
-    each product then recomputes every chunk's graph (about 2.2 passes instead of 1.4) from the
+    each product then recomputes every chunk's graph (one more pass per product) from the
     model's buffers at that moment. With bn_mode="train" the norm layers then use each chunk's
     statistics: a different function from the whole batch's.
 
@@ -384,12 +386,13 @@ def hessian_trace(
 ) -> tuple[float, float]:
     """Hutchinson's trace estimate with Rademacher probes: (mean, standard error of the mean).
 
-    Stops once the standard error is ≤ rtol·|mean| (after at least `min_probes` probes) or at
+    Stops once the standard error is ≤ rtol·|mean| (after at least `min_probes`) or at
     `n_probes`, the most probes drawn (one product each); reaching it without meeting rtol
     warns. rtol=0 always draws n_probes. Deterministic given `seed`; no global RNG moves.
     """
-    if not 2 <= min_probes <= n_probes:
-        raise ValueError(f"need 2 <= min_probes ({min_probes}) <= n_probes ({n_probes})")
+    if n_probes < 2 or min_probes < 2:
+        raise ValueError(f"n_probes ({n_probes}) and min_probes ({min_probes}) must be >= 2")
+    min_probes = min(min_probes, n_probes)
     if rtol < 0:
         raise ValueError(f"rtol must be >= 0, got {rtol}")
     op = _operator(model, loss_fn, batch, bn_mode, operator, chunk_size)

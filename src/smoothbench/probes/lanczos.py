@@ -238,34 +238,38 @@ def lanczos_extremes(
     vectors = torch.zeros((k, n), dtype=start.dtype, device=start.device)
     residuals = [float("nan")] * k
     converged = False
+    verified_at = next_check = 0
+
+    def verify() -> bool:
+        nonlocal values, vectors, residuals, matvecs, verified_at
+        theta, s = process.ritz()
+        idx = _wanted(theta, k, which)
+        values, columns = theta[idx], s[:, idx]
+        vectors = process.ritz_vectors(columns)
+        residuals = residual_norms(matvec, values, vectors)
+        matvecs += k
+        verified_at = process.steps
+        return _within(residuals, values, tol)
+
     while process.steps < max_iter and not process.exhausted:
         process.step()
         matvecs += 1
-        if process.steps < min_steps and not process.exhausted:
+        if process.steps < max(min_steps, next_check) and not process.exhausted:
             continue
         theta, s = process.ritz()
         if theta.size < k:
             continue
         idx = _wanted(theta, k, which)
-        values, columns = theta[idx], s[:, idx]
-        estimates = process.residual_estimates(columns)
-        if not (np.all(estimates <= tol * np.abs(values)) or process.exhausted):
+        estimates = process.residual_estimates(s[:, idx])
+        if not (np.all(estimates <= tol * np.abs(theta[idx])) or process.exhausted):
             continue
-        vectors = process.ritz_vectors(columns)
-        residuals = residual_norms(matvec, values, vectors)
-        matvecs += k
-        if _within(residuals, values, tol):
+        if verify():
             converged = True
             break
-    if not converged and process.steps > 0:
-        theta, s = process.ritz()
-        if theta.size >= k:
-            idx = _wanted(theta, k, which)
-            values, columns = theta[idx], s[:, idx]
-            vectors = process.ritz_vectors(columns)
-            residuals = residual_norms(matvec, values, vectors)
-            matvecs += k
-            converged = _within(residuals, values, tol)
+        # The estimate passed but the products disagree (fp32 noise near tol): check less often.
+        next_check = process.steps + max(3, process.steps // 4)
+    if not converged and process.steps >= k and verified_at != process.steps:
+        converged = verify()
     return EigenResult(
         values=np.asarray(values, dtype=np.float64),
         vectors=vectors,
