@@ -54,7 +54,7 @@ def make_figure(
             plot_metric(ax, rows, f"act/layer{layer}/{moment}", band=band, styles=styles)
             ax.set_title(f"layer #{layer}: {label}")
             step_axis(ax)
-            ax.set_ylabel(f"{label} (mean |Δ| over units)")
+            ax.set_ylabel("mean |Δ| over units")
             if logy:
                 ax.set_yscale("log")
     legend_below(fig, list(axes.ravel()), caption=band_caption(band))

@@ -28,7 +28,7 @@ OUT=${OUT:-multirun/reproduce-$SCALE}
 PRESETS=${PRESETS:-"fig1 fig2 fig3 fig3_dln fig4 fig10 lp lp_dln hessian surfaces"}
 case "$SCALE" in
   smoke) SURFACE_POINTS=5 ;;
-  cpu) SURFACE_POINTS=21 ;;
+  cpu) SURFACE_POINTS=11 ;;
   paper) SURFACE_POINTS=51 ;;
 esac
 mkdir -p "$OUT"

@@ -197,7 +197,7 @@ class ConditionStyles:
 def step_axis(ax: matplotlib.axes.Axes) -> None:
     """Label the x axis as training steps, with whole-number ticks."""
     ax.set_xlabel("training step")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # panels are narrow
 
 
 def plot_band(
