@@ -51,6 +51,13 @@ def test_every_preset_composes_and_validates_at_every_scale(preset, scale):
         assert cfg.data.name == "cifar10" and not cfg.data.augment and cfg.model.init == "xavier"
 
 
+def test_command_line_choices_win_over_a_preset():
+    cfg = compose_config("experiment=fig4", "scale=cpu", "model=vgg11", "data=cifar10")
+    assert (cfg.model.name, cfg.data.name) == ("vgg11", "cifar10")
+    cfg = compose_config("experiment=fig10", "scale=smoke", "optim=adam", "optim.lr=1e-3")
+    assert (cfg.optim.name, cfg.optim.lr) == ("adam", 1e-3)
+
+
 def _first_and_last_jobs(sweep) -> list[list[str]]:
     firsts = [f"{k}={str(v).split(',')[0]}" for k, v in sweep.items()]
     lasts = [f"{k}={str(v).split(',')[-1]}" for k, v in sweep.items()]
