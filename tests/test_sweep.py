@@ -156,7 +156,11 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     }
     proc = subprocess.run(
         ["bash", "scripts/reproduce.sh", "smoke", "local"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1500,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -181,11 +185,17 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     checked = 0
     for run in (out / "fig4").glob("[0-9]*"):
         norm = next(r for r in df["norm.name"][df["run_dir"].astype(str) == str(run)])
-        logged = [(r["step"], r["landscape/beta_smoothness"]) for r in read_metrics(run)
-                  if "landscape/beta_smoothness" in r]
+        logged = [
+            (r["step"], r["landscape/beta_smoothness"])
+            for r in read_metrics(run)
+            if "landscape/beta_smoothness" in r
+        ]
         color = to_hex(norm_color(norm))
-        (line,) = [ln for ln in beta_axis.lines
-                   if ln.get_gid() == "mean" and to_hex(ln.get_color()) == color]
+        (line,) = [
+            ln
+            for ln in beta_axis.lines
+            if ln.get_gid() == "mean" and to_hex(ln.get_color()) == color
+        ]
         assert list(line.get_xdata()) == [s for s, _ in logged]
         assert list(line.get_ydata()) == pytest.approx([b for _, b in logged], rel=1e-12)
         checked += 1
