@@ -31,14 +31,34 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+# Entries holding model/optimizer tensors: the only ones `map_location` moves. RNG states must
+# stay CPU ByteTensors whatever the device (torch.set_rng_state refuses anything else), so a
+# checkpoint is always read onto the CPU first and only these entries are moved.
+DEVICE_ENTRIES = ("model", "optimizer")
+
+
+def _to_device(value: Any, device: str | torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a checkpoint; raise CheckpointError when it is corrupt or incomplete."""
+    """Load and check a checkpoint; raise CheckpointError when it is corrupt or incomplete.
+
+    Model and optimizer tensors go to `map_location`; everything else (RNG states, probe state)
+    stays on the CPU, so a CUDA run resumes and a CPU-only machine reads a CUDA checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
         # our own file: it holds numpy RNG state, which weights_only loading refuses
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupt or truncated ({type(err).__name__}); "
@@ -50,4 +70,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {str(path)!r} lacks {', '.join(missing)}; nothing was changed: "
             "move it away to start the run over"
         )
+    if torch.device(map_location).type != "cpu":
+        for key in DEVICE_ENTRIES:
+            payload[key] = _to_device(payload[key], map_location)
     return payload
