@@ -1,0 +1,134 @@
+"""`smoothbench-claims`: the verdict of every claim on a sweep, as one table and claims.json.
+
+    smoothbench-claims multirun/reproduce-cpu                 # one sweep per preset below it
+    smoothbench-claims multirun/fig4/2026-01-01 multirun/fig1/2026-01-02
+    smoothbench-claims --wandb my-entity/smoothbench --out claims/
+    smoothbench-claims multirun/reproduce-cpu --json          # claims.json on stdout as well
+
+Exit 0 when it printed a table; 2 with one line on stderr for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PROG = "smoothbench-claims"
+
+
+class InputError(ValueError):
+    """Bad input: reported as one line on stderr, exit code 2."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Check every claim of the registry on the runs of one or more sweeps.",
+    )
+    parser.add_argument(
+        "sweep_dirs",
+        nargs="*",
+        metavar="SWEEP_DIR",
+        help="a sweep dir, a reproduce dir (one sweep per preset) or run dirs",
+    )
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B")
+    parser.add_argument("--group", help="with --wandb: only this W&B group")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where claims.json and claims.txt go (default: the first SWEEP_DIR; . with --wandb)",
+    )
+    parser.add_argument("--json", action="store_true", help="also print claims.json to stdout")
+    parser.add_argument("--confidence", type=float, default=0.95, help="interval level (0.95)")
+    parser.add_argument(
+        "--min-seeds",
+        type=int,
+        default=2,
+        help="seeds a verdict needs (2; 1 gives point-estimate verdicts for single seeds)",
+    )
+    parser.add_argument("--claims", nargs="+", metavar="ID", help="only these claims")
+    return parser.parse_args(argv)
+
+
+def _check(args: argparse.Namespace) -> None:
+    from smoothbench.claims.registry import CLAIMS_BY_ID
+
+    if not args.sweep_dirs and not args.wandb:
+        raise InputError("SWEEP_DIR: none given; pass sweep dirs or --wandb ENTITY/PROJECT")
+    if args.sweep_dirs and args.wandb:
+        raise InputError("--wandb: give either SWEEP_DIRs or --wandb, not both")
+    if args.wandb is not None and len([p for p in args.wandb.split("/") if p]) != 2:
+        raise InputError(f"--wandb {args.wandb!r}: expected ENTITY/PROJECT")
+    for path in args.sweep_dirs:
+        if not os.path.isdir(path):
+            raise InputError(f"SWEEP_DIR {path!r} does not exist or is not a directory")
+    if not 0 < args.confidence < 1:
+        raise InputError(f"--confidence {args.confidence!r}: must be in (0, 1)")
+    if args.min_seeds < 1:
+        raise InputError(f"--min-seeds {args.min_seeds!r}: must be >= 1")
+    for claim in args.claims or []:
+        if claim not in CLAIMS_BY_ID:
+            raise InputError(f"--claims {claim!r}: unknown; choose from: {', '.join(CLAIMS_BY_ID)}")
+    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out!r} exists and is not a directory")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """The command; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        _check(args)
+        from smoothbench.claims.registry import CLAIMS, CLAIMS_BY_ID
+        from smoothbench.claims.statistics import evaluate, load_paths, load_wandb
+
+        if args.wandb:
+            runs = load_wandb(args.wandb, group=args.group)
+            if not runs:
+                raise InputError(f"--wandb {args.wandb!r}: the project has no runs")
+            source = f"wandb:{args.wandb}"
+        else:
+            try:
+                runs = load_paths(args.sweep_dirs)
+            except (FileNotFoundError, ValueError) as error:
+                raise InputError(f"SWEEP_DIR: {error}") from None
+            source = " ".join(args.sweep_dirs)
+    except InputError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+
+    from smoothbench.claims.render import text_table, verdict_dicts, write_json
+
+    claims = [CLAIMS_BY_ID[c] for c in args.claims] if args.claims else list(CLAIMS)
+    verdicts = evaluate(runs, claims, confidence=args.confidence, min_seeds=args.min_seeds)
+    table = text_table(verdicts)
+    out = Path(args.out) if args.out else Path(args.sweep_dirs[0] if args.sweep_dirs else ".")
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {
+        "source": source,
+        "runs": len(runs),
+        "confidence": args.confidence,
+        "min_seeds": args.min_seeds,
+    }
+    write_json(verdicts, out / "claims.json", **extra)
+    (out / "claims.txt").write_text(table)
+    print(
+        f"claims on {len(runs)} runs of {source} (interval: {args.confidence:.0%} t across seeds)"
+    )
+    print(table, end="")
+    print(f"wrote {out / 'claims.json'}")
+    if args.json:
+        print(json.dumps({**extra, "claims": verdict_dicts(verdicts)}, ensure_ascii=False))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of `smoothbench-claims`."""
+    sys.exit(run(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
