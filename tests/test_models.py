@@ -156,8 +156,9 @@ def test_hooks_fire_in_order_and_see_pre_relu_values(name, norm):
 def test_conv_bias_only_without_norm():
     for name in ["vgg11", "resnet20"]:
         convs = lambda m: [c for c in m.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
-        assert all(c.bias is not None for c in convs(tiny(name, "none")))
-        for norm in NORM_NAMES[1:]:
+        for norm in ("none", "noise"):  # standard nets (the noise alone included)
+            assert all(c.bias is not None for c in convs(tiny(name, norm)))
+        for norm in (n for n in NORM_NAMES if n not in ("none", "noise")):
             assert all(c.bias is None for c in convs(tiny(name, norm)))
     assert all(lin.bias is None for lin in build_model("dln", norm="none").linears)
 
@@ -260,5 +261,5 @@ def test_bad_arguments_raise_one_line_errors(kwargs, match):
 
 
 def test_name_lists_are_complete():
-    assert len(MODEL_NAMES) == 10 and len(NORM_NAMES) == 8
+    assert len(MODEL_NAMES) == 10 and len(NORM_NAMES) == 9
     assert INIT_NAMES == ("xavier", "kaiming", "torch")

@@ -7,21 +7,28 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from smoothbench.models import (
+    NOISE_DEFAULTS,
+    NORM_NAMES,
+    NORMS,
     LpNorm,
     NoisyBatchNorm,
+    StepNoise,
     build_model,
     make_norm,
     numbered_layers,
     set_noise_step,
 )
+from smoothbench.models.norms import noise_generator_seed
 
 EPS = 1e-5
+REPO_CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -318,3 +325,119 @@ def test_numbered_layers_find_the_noisy_norms():
     assert all(isinstance(r.norm, NoisyBatchNorm) for r in refs)
     noisy = [m for m in model.modules() if isinstance(m, NoisyBatchNorm)]
     assert len(noisy) == len(refs) + 2  # plus the two projection shortcuts' norms
+
+
+# --- norm `noise`: Algorithm 1's noise without BatchNorm -------------------------------------
+
+
+def test_step_noise_matches_hand_computation():
+    # Two channels, three samples: draw Algorithm 1's values one by one from the layer's
+    # generator, in its order (μ_j, σ_j for every unit, then m_ij, then s_ij), and apply them.
+    noise = {"n_mu": 0.4, "n_sigma": 1.5, "r_mu": 0.2, "r_sigma": 0.3}
+    layer = StepNoise(2, **noise, noise_seed=5, layer_id=3)
+    layer.noise_step = 7
+    x = randn(3, 2, seed=4).float()
+    gen = torch.Generator().manual_seed(noise_generator_seed(5, 3, 7))
+    u = lambda *shape: torch.rand(shape, generator=gen)  # noqa: E731
+    mu = [(2 * v - 1) * noise["n_mu"] for v in u(2).tolist()]
+    sigma = [1 + v * (noise["n_sigma"] - 1) for v in u(2).tolist()]
+    m_draw, s_draw = u(3, 2).tolist(), torch.randn((3, 2), generator=gen).tolist()
+    expected = torch.tensor(
+        [
+            [
+                (sigma[j] + s_draw[i][j] * noise["r_sigma"]) * x[i, j].item()
+                + mu[j]
+                + (2 * m_draw[i][j] - 1) * noise["r_mu"]
+                for j in range(2)
+            ]
+            for i in range(3)
+        ]
+    )
+    assert torch.allclose(layer(x), expected, atol=1e-6)
+    layer.eval()
+    assert torch.equal(layer(x), x)  # no noise in eval mode
+
+
+def test_step_noise_is_the_noisy_batch_norms_noise():
+    # One source of noise: for the same (seed, layer, step) the noise alone is exactly what
+    # noisy BN adds after its normalization.
+    x = torch.randn(4, 6, 3, 3)
+    noisy = NoisyBatchNorm(6, noise_seed=7, layer_id=2)
+    alone = StepNoise(6, noise_seed=7, layer_id=2)
+    noisy.noise_step = alone.noise_step = 11
+    scale, shift = injected_noise(noisy, x)
+    assert torch.allclose(alone(x), scale * x + shift, atol=1e-6)
+
+
+def test_step_noise_moments_match_algorithm_1():
+    layer = StepNoise(64, noise_seed=1)
+    ones, zeros = torch.ones(2, 64, 2, 2), torch.zeros(2, 64, 2, 2)
+    scales, shifts = [], []
+    for step in range(300):
+        layer.noise_step = step
+        shift = layer(zeros)
+        scales.append(layer(ones) - shift)
+        shifts.append(shift)
+    s, m = torch.stack(scales).double(), torch.stack(shifts).double()
+    n_mu, n_sigma, r_mu, r_sigma = (
+        NOISE_DEFAULTS[k] for k in ("n_mu", "n_sigma", "r_mu", "r_sigma")
+    )
+    assert m.mean().item() == pytest.approx(0.0, abs=0.01)
+    assert m.var().item() == pytest.approx(n_mu**2 / 3 + r_mu**2 / 3, rel=0.05)
+    assert s.mean().item() == pytest.approx((1 + n_sigma) / 2, abs=0.005 * n_sigma)
+    assert s.var().item() == pytest.approx((n_sigma - 1) ** 2 / 12 + r_sigma**2, rel=0.05)
+
+
+def test_noise_net_is_a_standard_net_with_per_step_noise():
+    torch.manual_seed(0)
+    noisy = build_model("vgg11", norm="noise", width=1 / 16, noise_seed=3)
+    torch.manual_seed(0)
+    plain = build_model("vgg11", norm="none", width=1 / 16)
+    # the standard net's parameters (conv biases kept), nothing more
+    assert noisy.state_dict().keys() == plain.state_dict().keys()
+    refs = numbered_layers(noisy)
+    assert all(isinstance(r.norm, StepNoise) for r in refs)
+    assert [r.norm.layer_id for r in refs] == list(range(len(refs)))
+    x = torch.randn(2, 3, 32, 32)
+    before = torch.get_rng_state()
+    set_noise_step(noisy, 4)
+    first = noisy(x)
+    assert torch.equal(noisy(x), first)  # fixed within a step
+    set_noise_step(noisy, 5)
+    assert not torch.allclose(noisy(x), first)
+    set_noise_step(noisy, 4)
+    assert torch.equal(noisy(x), first)  # a pure function of (seed, layer, step)
+    assert torch.equal(torch.get_rng_state(), before)
+    noisy.eval()
+    assert torch.equal(noisy(x), plain.eval()(x))  # eval mode: the standard net
+
+
+def test_step_noise_rejects_the_wrong_width():
+    with pytest.raises(ValueError, match=r"StepNoise\(4\) expects"):
+        StepNoise(4)(torch.randn(2, 3))
+
+
+def test_noise_settings_have_one_source():
+    import yaml
+
+    from smoothbench.config import NoiseConfig
+
+    conf = REPO_CONF / "norm"
+    for name in ("noisy_batch", "noise"):
+        assert yaml.safe_load((conf / f"{name}.yaml").read_text())["noise"] == NOISE_DEFAULTS
+    assert vars(NoiseConfig()) == NOISE_DEFAULTS
+
+
+def test_every_norm_has_a_label_and_a_colour():
+    from matplotlib.colors import is_color_like
+
+    from smoothbench.plotting import norm_color, norm_label
+
+    assert NORM_NAMES == tuple(NORMS) and "noise" in NORM_NAMES
+    labels = [norm_label(n) for n in NORM_NAMES]
+    colours = [norm_color(n) for n in NORM_NAMES]
+    assert labels == [NORMS[n].label for n in NORM_NAMES] and all(labels)
+    assert all(is_color_like(NORMS[n].color) for n in NORM_NAMES)
+    assert len(set(labels)) == len(labels) and len(set(colours)) == len(colours)
+    # every norm has its Hydra config group entry
+    assert {p.stem for p in (REPO_CONF / "norm").glob("*.yaml")} == set(NORM_NAMES)

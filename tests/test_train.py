@@ -247,7 +247,7 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1] == (
         "smoothbench-train: error: unknown norm 'bn2'; choose one of: none, "
-        "batch, noisy_batch, l1, l2, linf, layer, group"
+        "batch, noisy_batch, noise, l1, l2, linf, layer, group"
     )
     proc = cli("scale=smoke", "model=vgg99", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0 and "Available options in 'model'" in proc.stderr

@@ -21,36 +21,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from smoothbench.models.norms import NORM_NAMES, NORMS  # noqa: E402
 from smoothbench.results import aggregate_seeds, config_keys, metric_frame  # noqa: E402
 
 # fontTools logs a harmless warning about the embedded fonts' timestamps on every PDF it subsets
 logging.getLogger("fontTools").setLevel(logging.ERROR)
 
-NORM_ORDER = ("none", "batch", "noisy_batch", "l1", "l2", "linf", "layer", "group")
-# seaborn's colorblind palette, fixed per normalization so every figure agrees
-_PALETTE = sns.color_palette("colorblind", 10)
+# Labels and colours come from the one table of normalizations, so every figure agrees.
+NORM_ORDER = NORM_NAMES
 NORM_COLORS: dict[str, tuple[float, float, float]] = {
-    "none": _PALETTE[0],
-    "batch": _PALETTE[3],
-    "noisy_batch": _PALETTE[2],
-    "l1": _PALETTE[4],
-    "l2": _PALETTE[1],
-    "linf": _PALETTE[5],
-    "layer": _PALETTE[8],
-    "group": _PALETTE[9],
+    name: to_rgb(info.color) for name, info in NORMS.items()
 }
-NORM_LABELS = {
-    "none": "Standard",
-    "batch": "Standard + BatchNorm",
-    "noisy_batch": 'Standard + "Noisy" BatchNorm',
-    "l1": "Standard + $\\ell_1$ norm",
-    "l2": "Standard + $\\ell_2$ norm",
-    "linf": "Standard + $\\ell_\\infty$ norm",
-    "layer": "Standard + LayerNorm",
-    "group": "Standard + GroupNorm",
-}
+NORM_LABELS = {name: info.label for name, info in NORMS.items()}
 LINESTYLES = ("-", "--", ":", "-.")
 BAND_CAPTIONS = {
     "minmax": "line: mean over seeds; band: min–max over seeds",

@@ -19,8 +19,11 @@ from smoothbench.models.linear import DeepLinearNetwork
 from smoothbench.models.norms import (
     NOISE_DEFAULTS,
     NORM_NAMES,
+    NORMS,
     LpNorm,
     NoisyBatchNorm,
+    NormInfo,
+    StepNoise,
     assign_noise_ids,
     make_norm,
     resolve_noise,
@@ -37,9 +40,12 @@ __all__ = [
     "MODEL_NAMES",
     "NOISE_DEFAULTS",
     "NORM_NAMES",
+    "NORMS",
     "LayerRef",
     "LpNorm",
     "NoisyBatchNorm",
+    "NormInfo",
+    "StepNoise",
     "build_model",
     "make_norm",
     "numbered_layers",
@@ -104,8 +110,8 @@ def build_model(
     }
     # A conv bias in front of a norm that subtracts a per-channel mean is exactly cancelled (β
     # takes its role); layer/group norms do not cancel it exactly but carry their own β. So
-    # only the un-normalized nets keep their conv biases.
-    conv_bias = norm == "none"
+    # only the un-normalized nets (noise alone included) keep their conv biases.
+    conv_bias = norm in ("none", "noise")
 
     if name == "dln":
         model: nn.Module = DeepLinearNetwork(

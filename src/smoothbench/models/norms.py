@@ -1,10 +1,13 @@
 """Normalization layers: torch's own, the paper's noisy BatchNorm and the lp normalizations.
 
-science.md §1 and §3 define each of them; `make_norm` builds one by name. The two written here:
+`NORMS` is the one table of normalizations (name -> label and colour for every figure);
+`make_norm` builds one by name. The layers written here:
 
 - `NoisyBatchNorm` (paper Algorithm 1): BatchNorm, then in training mode a random per-unit scale
   and shift, redrawn once per optimizer step from a private generator, so probes at step t see
   the step-t noise and the global RNG never moves.
+- `StepNoise` (norm `noise`): the same noise without BatchNorm, on a standard net (paper §2.1:
+  the noise alone hurts a standard net; with BN the net shrugs it off).
 - `LpNorm`: subtract the per-unit batch mean (as BN does), then divide by the batch average of
   the per-sample lp norm over the whole layer: it fixes the layer's overall scale, not each
   unit's variance.
@@ -15,12 +18,53 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-NORM_NAMES = ("none", "batch", "noisy_batch", "l1", "l2", "linf", "layer", "group")
+
+@dataclass(frozen=True)
+class NormInfo:
+    """How a normalization is named and drawn in every figure and table of the project."""
+
+    name: str
+    label: str  # figure legends (matplotlib mathtext allowed)
+    color: str  # hex; seaborn's colorblind palette, fixed per normalization
+    description: str
+
+
+# The one table of normalizations: NORM_NAMES, figure labels and colours all come from here.
+NORMS: dict[str, NormInfo] = {
+    n.name: n
+    for n in (
+        NormInfo("none", "Standard", "#0173b2", "no normalization (the conv keeps its bias)"),
+        NormInfo("batch", "Standard + BatchNorm", "#d55e00", "torch's BatchNorm"),
+        NormInfo(
+            "noisy_batch",
+            'Standard + "Noisy" BatchNorm',
+            "#029e73",
+            "BatchNorm, then paper Algorithm 1's per-step noise",
+        ),
+        NormInfo(
+            "noise",
+            "Standard + noise",
+            "#fbafe4",
+            "paper Algorithm 1's per-step noise without BatchNorm",
+        ),
+        NormInfo("l1", "Standard + $\\ell_1$ norm", "#cc78bc", "mean-centred ℓ1 normalization"),
+        NormInfo("l2", "Standard + $\\ell_2$ norm", "#de8f05", "mean-centred ℓ2 normalization"),
+        NormInfo(
+            "linf", "Standard + $\\ell_\\infty$ norm", "#ca9161", "mean-centred ℓ∞ normalization"
+        ),
+        NormInfo("layer", "Standard + LayerNorm", "#ece133", "torch's LayerNorm (GroupNorm(1))"),
+        NormInfo("group", "Standard + GroupNorm", "#56b4e9", "torch's GroupNorm"),
+    )
+}
+NORM_NAMES = tuple(NORMS)
+# Paper Algorithm 1's noise settings: the one source (conf/norm/noisy_batch.yaml and
+# conf/norm/noise.yaml mirror it; tests/test_norms.py checks that they do).
 NOISE_DEFAULTS = {"n_mu": 0.5, "n_sigma": 1.25, "r_mu": 0.1, "r_sigma": 0.1}
 LP_ORDERS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
 
@@ -104,34 +148,36 @@ def noise_generator_seed(noise_seed: int, layer_id: int, step: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-class NoisyBatchNorm(_BatchNorm):
-    """BatchNorm (with affine) followed, in training mode only, by paper Algorithm 1's noise.
+class NoiseDraw:
+    """Paper Algorithm 1's noise as a mixin: settings, identity, and the draw of one step.
 
     Per unit j (a channel for conv inputs): μ_j ~ U(-n_mu, n_mu), σ_j ~ U(1, n_sigma). Per sample
     i (every (n, h, w) position for conv inputs) and unit j: m_ij ~ U(μ_j - r_mu, μ_j + r_mu),
-    s_ij ~ N(σ_j, r_sigma); output s · a + m with a the BN output.
+    s_ij ~ N(σ_j, r_sigma); the layer outputs s · a + m.
 
     The noise belongs to the optimizer step, not to the forward call: it is drawn from a private
     generator seeded by (noise_seed, layer_id, noise_step) and reused for every forward of that
     step, so a probe's extra passes see exactly the training pass's noise and the global RNG is
     never touched. `set_noise_step(model, step)` advances every layer; before it, step 0.
-    Accepts (N, C) and (N, C, H, W) inputs.
     """
 
-    def __init__(
+    n_mu: float
+    n_sigma: float
+    r_mu: float
+    r_sigma: float
+    noise_seed: int
+    layer_id: int
+    noise_step: int
+
+    def _init_noise(
         self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float = 0.1,
-        *,
-        n_mu: float = NOISE_DEFAULTS["n_mu"],
-        n_sigma: float = NOISE_DEFAULTS["n_sigma"],
-        r_mu: float = NOISE_DEFAULTS["r_mu"],
-        r_sigma: float = NOISE_DEFAULTS["r_sigma"],
-        noise_seed: int = 0,
-        layer_id: int = 0,
+        n_mu: float,
+        n_sigma: float,
+        r_mu: float,
+        r_sigma: float,
+        noise_seed: int,
+        layer_id: int,
     ) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=True)
         self.n_mu, self.n_sigma, self.r_mu, self.r_sigma = n_mu, n_sigma, r_mu, r_sigma
         self.noise_seed = noise_seed
         self.layer_id = layer_id
@@ -139,28 +185,12 @@ class NoisyBatchNorm(_BatchNorm):
         # (key, scale, shift) of the last draw; a plain attribute, so never in the state_dict.
         self._noise_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
-    def extra_repr(self) -> str:
+    def _noise_repr(self) -> str:
         return (
-            f"{super().extra_repr()}, n_mu={self.n_mu}, n_sigma={self.n_sigma}, "
-            f"r_mu={self.r_mu}, r_sigma={self.r_sigma}, noise_seed={self.noise_seed}, "
-            f"layer_id={self.layer_id}, noise_step={self.noise_step}"
+            f"n_mu={self.n_mu}, n_sigma={self.n_sigma}, r_mu={self.r_mu}, "
+            f"r_sigma={self.r_sigma}, noise_seed={self.noise_seed}, layer_id={self.layer_id}, "
+            f"noise_step={self.noise_step}"
         )
-
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() not in (2, 4):
-            raise ValueError(f"NoisyBatchNorm expects a 2-D or 4-D input, got {x.dim()}-D")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            _require_batch_statistics(x, type(self).__name__)
-        out = super().forward(x)
-        if not self.training:
-            return out
-        if torch.compiler.is_compiling():
-            scale, shift = _noise_outside_compiled_graph(self, out)
-        else:
-            scale, shift = self.noise(out)
-        return out * scale.to(out.dtype) + shift.to(out.dtype)
 
     def noise(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(s, m) for the current step, shaped like `like`; float32, drawn on its device."""
@@ -178,6 +208,86 @@ class NoisyBatchNorm(_BatchNorm):
         self._noise_cache = (key, scale, shift)
         return scale, shift
 
+    def add_noise(self, out: torch.Tensor) -> torch.Tensor:
+        """s · out + m with the current step's draw (training mode only: callers check)."""
+        if torch.compiler.is_compiling():
+            scale, shift = _noise_outside_compiled_graph(self, out)
+        else:
+            scale, shift = self.noise(out)
+        return out * scale.to(out.dtype) + shift.to(out.dtype)
+
+
+class NoisyBatchNorm(NoiseDraw, _BatchNorm):
+    """BatchNorm (with affine) followed, in training mode only, by paper Algorithm 1's noise.
+
+    See `NoiseDraw` for the noise and its determinism. Accepts (N, C) and (N, C, H, W) inputs.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        *,
+        n_mu: float = NOISE_DEFAULTS["n_mu"],
+        n_sigma: float = NOISE_DEFAULTS["n_sigma"],
+        r_mu: float = NOISE_DEFAULTS["r_mu"],
+        r_sigma: float = NOISE_DEFAULTS["r_sigma"],
+        noise_seed: int = 0,
+        layer_id: int = 0,
+    ) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=True)
+        self._init_noise(n_mu, n_sigma, r_mu, r_sigma, noise_seed, layer_id)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._noise_repr()}"
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"NoisyBatchNorm expects a 2-D or 4-D input, got {x.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            _require_batch_statistics(x, type(self).__name__)
+        out = super().forward(x)
+        return self.add_noise(out) if self.training else out
+
+
+class StepNoise(NoiseDraw, nn.Module):
+    """Norm `noise`: paper Algorithm 1's noise with no normalization (training mode only).
+
+    A standard net with the noisy BatchNorm's noise after each conv/linear (before the ReLU):
+    output s · x + m with the per-step draw of `NoiseDraw`; the identity in eval mode. No
+    parameters, no buffers: the state_dict of a `noise` net is the standard net's.
+    Accepts (N, C) and (N, C, H, W) inputs.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        n_mu: float = NOISE_DEFAULTS["n_mu"],
+        n_sigma: float = NOISE_DEFAULTS["n_sigma"],
+        r_mu: float = NOISE_DEFAULTS["r_mu"],
+        r_sigma: float = NOISE_DEFAULTS["r_sigma"],
+        noise_seed: int = 0,
+        layer_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self._init_noise(n_mu, n_sigma, r_mu, r_sigma, noise_seed, layer_id)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, {self._noise_repr()}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (2, 4) or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"StepNoise({self.num_features}) expects (N, {self.num_features}) or "
+                f"(N, {self.num_features}, H, W) input, got shape {tuple(x.shape)}"
+            )
+        return self.add_noise(x) if self.training else x
+
 
 # Under torch.compile the draw runs eagerly: a graph would otherwise specialize on noise_step and
 # recompile every step. torch._disable_dynamo (not torch.compiler.disable) defers importing
@@ -188,15 +298,15 @@ _noise_outside_compiled_graph = torch._disable_dynamo(
 
 
 def set_noise_step(model: nn.Module, step: int) -> None:
-    """Make every NoisyBatchNorm of `model` use the noise of optimizer step `step`."""
+    """Make every noisy layer (NoisyBatchNorm, StepNoise) of `model` use step `step`'s noise."""
     for module in model.modules():
-        if isinstance(module, NoisyBatchNorm):
+        if isinstance(module, NoiseDraw):
             module.noise_step = int(step)
 
 
 def assign_noise_ids(model: nn.Module, noise_seed: int) -> None:
     """Number the noisy layers 0, 1, ... in module order and give them all `noise_seed`."""
-    noisy = (m for m in model.modules() if isinstance(m, NoisyBatchNorm))
+    noisy = (m for m in model.modules() if isinstance(m, NoiseDraw))
     for layer_id, module in enumerate(noisy):
         module.layer_id = layer_id
         module.noise_seed = noise_seed
@@ -247,6 +357,8 @@ def make_norm(
         return cls(num_features, eps=eps, momentum=momentum)
     if norm == "noisy_batch":
         return NoisyBatchNorm(num_features, eps=eps, momentum=momentum, **resolve_noise(noise))
+    if norm == "noise":
+        return StepNoise(num_features, **resolve_noise(noise))
     if norm in LP_ORDERS:
         return LpNorm(num_features, LP_ORDERS[norm], eps=eps, momentum=momentum)
     if norm == "layer":
