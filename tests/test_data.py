@@ -136,3 +136,117 @@ def test_image_folder_without_splits_is_refused(tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(DataError, match="has no test/ subfolder"):
         load_data("imagefolder", root=str(tmp_path))
+
+
+def _image_tree(root, classes=("cat", "dog"), per_class=2):
+    """train/ and test/ with `per_class` 32x32 images per class, each of its own colour."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c, cls in enumerate(classes):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(per_class):
+                colour = (40 * c + 10 * i, 100, 200 - 40 * c)
+                suffix = "png" if i % 2 == 0 else "jpg"
+                Image.new("RGB", (32, 32), colour).save(root / split / cls / f"{i}.{suffix}")
+    return root
+
+
+def _one_line_data_error(root, **kwargs) -> str:
+    with pytest.raises(DataError) as err:
+        load_data("imagefolder", root=str(root), normalize=False, **kwargs)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_an_image_overwritten_in_place_is_decoded_again(tmp_path, monkeypatch):
+    import os
+
+    from PIL import Image
+
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    root = _image_tree(tmp_path / "tree")
+    first = load_data("imagefolder", root=str(root), normalize=False)
+    target = root / "train" / "cat" / "0.png"
+    folder = target.parent.stat()
+    Image.new("RGB", (32, 32), (7, 7, 7)).save(target)  # same name, count, size class
+    os.utime(target.parent, ns=(folder.st_atime_ns, folder.st_mtime_ns))  # folder looks untouched
+    second = load_data("imagefolder", root=str(root), normalize=False)
+    assert not torch.equal(first.train_x[0], second.train_x[0])
+    assert second.train_x[0].unique().tolist() == [7]
+    assert torch.equal(first.train_x[1:], second.train_x[1:])
+
+
+def test_a_class_only_in_one_split_is_refused_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    root = _image_tree(tmp_path / "tree")
+    shutil.copytree(root / "test" / "dog", root / "test" / "bird")
+    message = _one_line_data_error(root)
+    assert "train/ and test/ have different classes" in message and "only in test/: bird" in message
+    shutil.rmtree(root / "test" / "bird")
+    shutil.rmtree(root / "test" / "dog")
+    assert "only in train/: dog" in _one_line_data_error(root)
+
+
+def test_empty_classes_and_splits_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    root = _image_tree(tmp_path / "tree")
+    for f in (root / "test" / "dog").iterdir():
+        f.unlink()
+    assert "class folder test/dog/ holds no files" in _one_line_data_error(root)
+    shutil.rmtree(root / "test")
+    (root / "test").mkdir()
+    assert "test/ has no class subfolders (empty split)" in _one_line_data_error(root)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "reason"),
+    [
+        ("1.jpg", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated"),
+        ("0.png", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20), "Error"),
+        ("notes.txt", lambda p: p.write_text("not an image\n"), "UnidentifiedImageError"),
+    ],
+    ids=["truncated-jpeg", "corrupt-png", "stray-text-file"],
+)
+def test_unreadable_files_are_named_or_skipped_and_listed(
+    tmp_path, monkeypatch, caplog, name, damage, reason
+):
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    root = _image_tree(tmp_path / "tree", per_class=3)
+    (root / "train" / "dog" / ".DS_Store").write_bytes(b"\x00\x01")  # hidden: never data
+    bad = root / "train" / "dog" / name
+    damage(bad)
+    message = _one_line_data_error(root)
+    assert f"train/dog/{name} is not a readable image" in message
+    assert reason.lower() in message.lower()
+    assert "data.skip_bad_files=true" in message
+    for attempt in ("decoded", "cached"):  # the skip list survives the cache
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="smoothbench.data"):
+            data = load_data("imagefolder", root=str(root), normalize=False, skip_bad_files=True)
+        n_dog = 3 if name == "notes.txt" else 2
+        assert data.train_y.tolist() == [0, 0, 0] + [1] * n_dog, attempt
+        assert f"train/dog/{name}" in caplog.text and "skipped 1 unreadable file" in caplog.text
+    # the cache never hides a bad file from a run that does not skip
+    assert f"train/dog/{name}" in _one_line_data_error(root)
+
+
+def test_a_class_left_empty_by_skipping_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    root = _image_tree(tmp_path / "tree", per_class=1)
+    (root / "test" / "cat" / "0.png").write_text("no image")
+    message = _one_line_data_error(root, skip_bad_files=True)
+    assert "class folder test/cat/ holds no readable image" in message
+
+
+def test_skip_bad_files_reaches_the_loader_from_the_config(tmp_path, monkeypatch, smoke):
+    from smoothbench.build import build_data_from_config
+
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    root = _image_tree(tmp_path / "tree", per_class=3)
+    (root / "train" / "cat" / "0.png").write_text("no image")
+    overrides = ("data=imagefolder", f"data.root={root}")
+    with pytest.raises(DataError, match="train/cat/0.png"):
+        build_data_from_config(smoke(*overrides))
+    data = build_data_from_config(smoke(*overrides, "data.skip_bad_files=true"))
+    assert data.num_train == 5

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -251,68 +250,6 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path):
     )
     proc = cli("scale=smoke", "model=vgg99", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0 and "Available options in 'model'" in proc.stderr
-
-
-def test_wandb_offline_mirror(smoke, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    cfg = smoke("logger=wandb", "steps=3")
-    train(cfg, tmp_path)
-    runs = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    run_id = (tmp_path / "wandb_id.txt").read_text().strip()
-    assert runs[0].name.endswith(run_id)
-    (record,) = runs[0].glob("*.wandb")
-    history = wandb_history(record)
-    ours = read_metrics(tmp_path)
-    assert [h["step"] for h in history] == [r["step"] for r in ours]
-    assert [h["train/loss"] for h in history[:-1]] == [r["train/loss"] for r in ours[:-1]]
-    assert history[-1]["test/acc"] == ours[-1]["test/acc"]
-    assert read_status(tmp_path)["state"] == "finished"
-
-
-def wandb_history(path: Path) -> list[dict]:
-    """History rows of a W&B offline run file (LevelDB-style log of protobuf Records)."""
-    import json
-
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data, pos, block, chunks, rows = path.read_bytes(), 7, 32768, b"", []
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # block trailer padding
-            pos += block - pos % block
-            continue
-        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
-        if kind == 0:
-            break
-        chunks += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST: a whole record
-            record = pb.Record()
-            record.ParseFromString(chunks)
-            chunks = b""
-            if record.WhichOneof("record_type") == "history":
-                rows.append(
-                    {
-                        "/".join(i.nested_key) or i.key: json.loads(i.value_json)
-                        for i in record.history.item
-                    }
-                )
-    return rows
-
-
-def test_wandb_failure_does_not_stop_training(smoke, tmp_path, monkeypatch):
-    import wandb
-
-    def broken_init(*args, **kwargs):
-        raise RuntimeError("no W&B today")
-
-    monkeypatch.setattr(wandb, "init", broken_init)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = train(smoke("logger=wandb"), tmp_path)
-    assert result["state"] == "finished"
-    assert any("W&B could not start" in str(w.message) for w in caught)
-    assert len(read_metrics(tmp_path)) == 7
 
 
 def test_kept_checkpoints_hold_their_step(smoke, tmp_path):

@@ -58,6 +58,7 @@ def build_data_from_config(cfg: DictConfig) -> InMemoryData:
         num_samples=d.num_samples,
         dim=dim,
         data_seed=d.data_seed,
+        skip_bad_files=d.skip_bad_files,
     )
 
 

@@ -55,6 +55,9 @@ class DataConfig:
     dim: int = 10  # gaussian: input/output dimension
     data_seed: int = 1234  # gaussian: the fixed target matrix A and the inputs
     test_fraction: float = 0.2  # digits: share held out as the test set
+    # imagefolder: leave out unreadable files (corrupt, truncated, not images) and list them in
+    # the log, instead of refusing the tree
+    skip_bad_files: bool = False
 
 
 @dataclass

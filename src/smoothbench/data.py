@@ -9,6 +9,7 @@ the step's batch gets exactly the training batch.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -190,34 +191,132 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
-def _decode_split(split_dir: Path, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+# Cache format version: part of the key, so a change of what the cache holds never reads old files.
+CACHE_VERSION = "v2"
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _list_files(class_dir: Path) -> list[os.DirEntry]:
+    """The files of one class folder, by name; hidden files (`.DS_Store`, ...) are not data."""
+    with os.scandir(class_dir) as entries:
+        files = [e for e in entries if e.is_file() and not e.name.startswith(".")]
+    return sorted(files, key=lambda e: e.name)
+
+
+def _decode(path: str) -> np.ndarray | str:
+    """An image file as a uint8 (32, 32, 3) array, or the reason it cannot be read."""
     from PIL import Image
 
-    files, labels = [], []
-    for label, cls in enumerate(classes):
-        paths = sorted(p for p in (split_dir / cls).iterdir() if p.is_file())
-        files += paths
-        labels += [label] * len(paths)
-
-    def decode(path: Path) -> np.ndarray:
+    try:
         with Image.open(path) as img:
+            img.load()  # decode now: a truncated or corrupt file fails here, not later
             img = img.convert("RGB")
             if img.size != (IMAGE_SIZE, IMAGE_SIZE):
                 img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
+    except Exception as err:  # PIL raises many types for bad files; each is a bad file here
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return f"{type(err).__name__}: {reason}"
 
+
+def _decode_split(
+    base: Path, split: str, files: dict[str, list[str]], classes: list[str]
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Decode one split: (images, labels, [(relative path, reason) of unreadable files])."""
+    paths, labels = [], []
+    for label, cls in enumerate(classes):
+        paths += [f"{split}/{cls}/{name}" for name in files[cls]]
+        labels += [label] * len(files[cls])
     # PIL releases the GIL while decoding, so threads use every core
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        arrays = list(pool.map(decode, files, chunksize=256))
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return x, torch.tensor(labels, dtype=torch.long)
+        decoded = list(pool.map(lambda rel: _decode(str(base / rel)), paths, chunksize=256))
+    bad = [(rel, out) for rel, out in zip(paths, decoded, strict=True) if isinstance(out, str)]
+    keep = [i for i, out in enumerate(decoded) if not isinstance(out, str)]
+    if keep:
+        x = torch.from_numpy(np.stack([decoded[i] for i in keep])).permute(0, 3, 1, 2)
+        x = x.contiguous()
+    else:
+        x = torch.zeros((0, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+    return x, torch.tensor([labels[i] for i in keep], dtype=torch.long), bad
 
 
-def load_image_folder(root: str, normalize: bool = True) -> InMemoryData:
+def _scan_image_folder(
+    root: str, base: Path
+) -> tuple[list[str], dict[str, dict[str, list[os.DirEntry]]]]:
+    """Classes and file names per split, refusing mismatched class sets and empty classes."""
+    classes = {split: _class_dirs(base / split) for split in ("train", "test")}
+    for split in ("train", "test"):
+        if not classes[split]:
+            raise DataError(f"data.root={root!r}: {split}/ has no class subfolders (empty split)")
+    if classes["train"] != classes["test"]:
+        only_train = sorted(set(classes["train"]) - set(classes["test"]))
+        only_test = sorted(set(classes["test"]) - set(classes["train"]))
+        parts = [
+            f"only in {s}/: {', '.join(c)}"
+            for s, c in (("train", only_train), ("test", only_test))
+            if c
+        ]
+        raise DataError(
+            f"data.root={root!r}: train/ and test/ have different classes ({'; '.join(parts)}); "
+            "every class needs images in both splits"
+        )
+    files = {}
+    for split in ("train", "test"):
+        files[split] = {}
+        for cls in classes["train"]:
+            entries = _list_files(base / split / cls)
+            if not entries:
+                raise DataError(f"data.root={root!r}: class folder {split}/{cls}/ holds no files")
+            files[split][cls] = entries
+    return classes["train"], files
+
+
+def _fingerprint(base: Path, files: dict[str, dict[str, list[os.DirEntry]]]) -> str:
+    """Cache key: the tree's path and every file's relative name, size and mtime, so a file
+    overwritten in place (same count, even with the folder's mtime restored) is a new key."""
+    digest = hashlib.sha256(f"{CACHE_VERSION}\0{base.resolve()}".encode())
+    for split, per_class in files.items():
+        for cls, entries in per_class.items():
+            for entry in entries:
+                st = entry.stat()
+                digest.update(
+                    f"\0{split}/{cls}/{entry.name}:{st.st_size}:{st.st_mtime_ns}".encode()
+                )
+    return digest.hexdigest()[:24]
+
+
+def _refuse_or_report_bad(root: str, bad: list[tuple[str, str]], skip_bad_files: bool) -> None:
+    if not bad:
+        return
+    if not skip_bad_files:
+        first, reason = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(
+            f"data.root={root!r}: {first} is not a readable image ({reason}){more}; remove it "
+            "or pass data.skip_bad_files=true to train without it"
+        )
+    listed = "; ".join(f"{rel} ({reason})" for rel, reason in bad)
+    logging.getLogger(__name__).warning(
+        "data.skip_bad_files=true: skipped %d unreadable file(s) under %s: %s",
+        len(bad),
+        root,
+        listed,
+    )
+
+
+def load_image_folder(
+    root: str, normalize: bool = True, skip_bad_files: bool = False
+) -> InMemoryData:
     """An ImageFolder tree (`train/<class>/*`, `test/<class>/*`) decoded once, then cached.
 
     Decoding 60k JPEGs takes about a minute on two cores; the uint8 tensors are cached under
-    $SMOOTHBENCH_CACHE (default ~/.cache/smoothbench), keyed by the tree's path and file list.
+    $SMOOTHBENCH_CACHE (default ~/.cache/smoothbench), keyed by the tree's path and every file's
+    name, size and modification time. Both splits must hold the same classes, none empty. A file
+    that is not a readable image (corrupt, truncated, not an image) is refused by name, or with
+    `skip_bad_files` left out and listed in the log. Hidden files are ignored.
     """
     if root is None:
         raise DataError(
@@ -233,35 +332,38 @@ def load_image_folder(root: str, normalize: bool = True) -> InMemoryData:
         raise DataError(
             f"data.root={root!r} has no {' or '.join(missing)}/ subfolder (ImageFolder layout)"
         )
-    classes = sorted(p.name for p in (base / "train").iterdir() if p.is_dir())
-    if not classes:
-        raise DataError(f"data.root={root!r}: train/ has no class subfolders")
-
-    fingerprint = hashlib.sha256()
-    fingerprint.update(str(base.resolve()).encode())
-    for split in ("train", "test"):
-        for cls in classes:
-            d = base / split / cls
-            stat = d.stat() if d.is_dir() else None
-            fingerprint.update(
-                f"{split}/{cls}:{stat and stat.st_mtime_ns}:{stat and len(os.listdir(d))}".encode()
-            )
-    cache = _cache_dir() / f"imagefolder-{fingerprint.hexdigest()[:16]}.pt"
+    classes, entries = _scan_image_folder(root, base)
+    cache = _cache_dir() / f"imagefolder-{_fingerprint(base, entries)}.pt"
+    tensors = None
     if cache.is_file():
         try:
             tensors = torch.load(cache, weights_only=True)
-            return _image_data("imagefolder", *tensors, len(classes), normalize)
-        except Exception:  # a torn cache file: decode again and rewrite it
-            pass
-    tx, ty = _decode_split(base / "train", classes)
-    vx, vy = _decode_split(base / "test", classes)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        torch.save((tx, ty, vx, vy), tmp)
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # the cache only saves time; an unwritable cache dir is not an error
+            tx, ty, vx, vy, bad = tensors
+            bad = [tuple(b) for b in bad]
+        except Exception:  # a torn or foreign cache file: decode again and rewrite it
+            tensors = None
+    if tensors is None:
+        names = {
+            s: {c: [e.name for e in es] for c, es in per.items()} for s, per in entries.items()
+        }
+        tx, ty, bad_train = _decode_split(base, "train", names["train"], classes)
+        vx, vy, bad_test = _decode_split(base, "test", names["test"], classes)
+        bad = bad_train + bad_test
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".tmp{os.getpid()}")
+            torch.save((tx, ty, vx, vy, [list(b) for b in bad]), tmp)
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # the cache only saves time; an unwritable cache dir is not an error
+    _refuse_or_report_bad(root, bad, skip_bad_files)
+    for split, labels in (("train", ty), ("test", vy)):
+        counts = torch.bincount(labels, minlength=len(classes))
+        if (counts == 0).any():
+            empty = classes[int((counts == 0).nonzero()[0])]
+            raise DataError(
+                f"data.root={root!r}: class folder {split}/{empty}/ holds no readable image"
+            )
     return _image_data("imagefolder", tx, ty, vx, vy, len(classes), normalize)
 
 
@@ -288,6 +390,7 @@ def load_data(
     num_samples: int = 1000,
     dim: int = 10,
     data_seed: int = 1234,
+    skip_bad_files: bool = False,
 ) -> InMemoryData:
     """Load a data set by name into CPU memory (move it with `.to(device)`)."""
     if name == "digits":
@@ -300,7 +403,7 @@ def load_data(
             )
         return load_torchvision_cifar(name, root, download, normalize)
     if name == "imagefolder":
-        return load_image_folder(root, normalize)
+        return load_image_folder(root, normalize, skip_bad_files)
     if name == "gaussian":
         return make_gaussian_regression(num_samples, dim, data_seed)
     raise DataError(f"unknown data {name!r}; choose one of: {', '.join(DATA_NAMES)}")

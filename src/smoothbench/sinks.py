@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -57,10 +59,120 @@ class JsonlSink:
 
 
 HISTOGRAM_SUFFIX = "/hist"
+# Retries of one failed `log` call before the mirror stops (seconds to wait before each retry).
+RETRY_DELAYS = (0.5, 2.0, 8.0)
+# Keys the mirror derives from a record for the dashboards (never written to metrics.jsonl).
+DERIVED_KEYS = {"train/two_over_lr": "2 / train/lr: the edge-of-stability line for lambda_max"}
+# Overrides that say where or how a run ran, not what it is: left out of the W&B run name.
+NAME_EXCLUDED_KEYS = ("experiment", "scale", "seed", "launcher", "device", "progress", "data.root")
+NAME_EXCLUDED_PREFIXES = ("hydra.", "logger", "launcher.")
+# Short forms of swept keys in run names: `optim.lr=0.5` -> `lr0.5`, `seed=0` -> `s0`.
+NAME_PREFIXES = {"optim.lr": "lr", "seed": "s"}
+
+
+def read_overrides(run_dir: str | Path) -> list[str]:
+    """The command-line overrides Hydra recorded in `<run_dir>/.hydra/overrides.yaml` (or [])."""
+    import yaml
+
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(o) for o in loaded] if isinstance(loaded, list) else []
+
+
+def run_name(config: dict[str, Any], overrides: list[str]) -> str:
+    """`<experiment>-<swept values>-s<seed>`, e.g. `fig1-batch-lr0.5-s0`.
+
+    Without an experiment the prefix is `<model>-<norm>`. Every override that changes what the
+    run is appears (group choices by their value, other keys as `<last key part><value>`), so two
+    runs of one sweep never share a name.
+    """
+    experiment = config.get("experiment")
+    model = config.get("model", {}).get("name", "model")
+    norm = config.get("norm", {}).get("name", "norm")
+    parts = [experiment] if experiment else [model, norm]
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if not sep or key in NAME_EXCLUDED_KEYS or key.startswith(NAME_EXCLUDED_PREFIXES):
+            continue
+        if not experiment and key in ("model", "norm"):
+            continue  # already in the prefix
+        if "." not in key:  # a config group (norm=batch, model=vgg16): its choice says it
+            parts.append(value)
+        else:
+            parts.append(NAME_PREFIXES.get(key, key.rsplit(".", 1)[-1]) + value)
+    parts.append(f"s{config.get('seed', 0)}")
+    return "-".join(str(p).replace("/", "_").replace(" ", "") for p in parts)
+
+
+def run_tags(config: dict[str, Any], extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Automatic tags `scale:`, `experiment:`, `model:`, `norm:` plus the configured ones."""
+    tags = [f"scale:{config.get('scale')}"]
+    if config.get("experiment"):
+        tags.append(f"experiment:{config['experiment']}")
+    tags.append(f"model:{config.get('model', {}).get('name')}")
+    tags.append(f"norm:{config.get('norm', {}).get('name')}")
+    return tags + [t for t in extra if t not in tags]
+
+
+def run_group(config: dict[str, Any]) -> str | None:
+    """`<experiment>-<scale>` (so smoke and paper runs of a figure never average together), unless
+    `logger.group` names one; runs outside an experiment are ungrouped."""
+    configured = config.get("logger", {}).get("group")
+    if configured:
+        return str(configured)
+    if config.get("experiment"):
+        return f"{config['experiment']}-{config.get('scale')}"
+    return None
+
+
+def provenance() -> dict[str, Any]:
+    """The git commit of the code and the versions of the packages a result depends on."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    versions = {"python": platform.python_version()}
+    for package in ("smoothbench", "torch", "torchvision", "numpy", "hydra-core", "wandb"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"git_commit": commit or None, "versions": versions}
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl; a torn last line (a kill mid-write) is skipped."""
+    rows = []
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    return rows
 
 
 class WandbSink:
-    """Mirrors records to a W&B run whose id is kept in the run dir (requeued jobs continue it)."""
+    """Mirrors records to a W&B run whose id is kept in the run dir (requeued jobs continue it).
+
+    The mirror never loses a row: a failed `log` is retried with backoff; if it still fails the
+    mirror pauses, and `close` logs every row it missed from `metrics.jsonl` before finishing.
+    `close` returns once the run's files are complete on disk, and prints the `wandb sync`
+    command of an offline run (W&B itself is silenced).
+    """
 
     def __init__(
         self,
@@ -74,10 +186,21 @@ class WandbSink:
         tags: list[str] | None = None,
         mode: str = "offline",
         name: str | None = None,
+        record_path: str | Path | None = None,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        echo=print,
     ):
         self.run = None
-        run_dir = Path(run_dir)
-        id_file = run_dir / "wandb_id.txt"
+        self.run_dir = Path(run_dir)
+        self.record_path = Path(record_path) if record_path else self.run_dir / "metrics.jsonl"
+        self.retry_delays = tuple(retry_delays)
+        self.echo = echo
+        self.sync_dir: Path | None = None  # the offline run's folder, set by close()
+        self._logged: set[int] = set()  # steps the mirror holds
+        self._first_step: int | None = None  # first step this session saw (resumes start later)
+        self._paused = False
+        self._started = False
+        id_file = self.run_dir / "wandb_id.txt"
         try:
             import wandb
 
@@ -94,7 +217,7 @@ class WandbSink:
                 job_type=job_type,
                 tags=list(tags or []),
                 config=config,
-                dir=str(run_dir),
+                dir=str(self.run_dir),
                 id=run_id,
                 resume="allow",
                 mode=mode,
@@ -105,53 +228,142 @@ class WandbSink:
             # which W&B's monotonic internal step would drop
             self.run.define_metric("step")
             self.run.define_metric("*", step_metric="step")
+            self._started = True
         except Exception as err:  # a mirror must never stop training
             warnings.warn(
                 f"W&B could not start ({type(err).__name__}: {err}); training goes on "
-                "with metrics.jsonl only",
+                f"with metrics.jsonl only; mirror it later with: smoothbench-sync {self.run_dir}",
                 stacklevel=2,
             )
             self.run = None
 
+    @classmethod
+    def for_run(
+        cls,
+        run_dir: str | Path,
+        config: dict[str, Any],
+        overrides: list[str] | None = None,
+        **kwargs,
+    ) -> WandbSink:
+        """The mirror of a training run: name, tags and group from its config and overrides
+        (default: `.hydra/overrides.yaml`); the W&B config is the run's config plus its run dir,
+        overrides, git commit and package versions. `kwargs` override WandbSink's arguments."""
+        if overrides is None:
+            overrides = read_overrides(run_dir)
+        logger = config.get("logger") or {}
+        full_config = {
+            **config,
+            "run_dir": str(Path(run_dir).resolve()),
+            "overrides": list(overrides),
+            **provenance(),
+        }
+        settings = dict(
+            project=logger.get("project") or "smoothbench",
+            entity=logger.get("entity"),
+            group=run_group(config),
+            job_type=logger.get("job_type"),
+            tags=run_tags(config, list(logger.get("tags") or [])),
+            mode=logger.get("mode") or "offline",
+            name=run_name(config, overrides),
+        )
+        settings.update(kwargs)
+        return cls(run_dir, full_config, **settings)
+
+    def _to_wandb(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The W&B row of a record: scalars and histograms; lists and strings stay in the JSONL."""
+        data = {"step": record["step"]}
+        for key, value in record.items():
+            if key == "step" or key.endswith(HISTOGRAM_SUFFIX + "_edges"):
+                continue
+            if key.endswith(HISTOGRAM_SUFFIX):
+                edges = record.get(key + "_edges")
+                if edges is None:
+                    continue
+                try:
+                    data[key] = self._wandb.Histogram(
+                        np_histogram=(np.asarray(value), np.asarray(edges))
+                    )
+                except Exception as err:  # one bad histogram must not cost the row
+                    message = f"W&B: {key} of step {record['step']} skipped: {err}"
+                    warnings.warn(message, stacklevel=3)
+            elif isinstance(value, (list, tuple, np.ndarray, str)) or value is None:
+                continue  # raw arrays stay in metrics.jsonl; W&B charts want scalars
+            else:
+                data[key] = value
+        lr = record.get("train/lr")
+        if isinstance(lr, (int, float)) and lr > 0:
+            data["train/two_over_lr"] = 2.0 / lr
+        return data
+
+    def _send(self, record: dict[str, Any]) -> bool:
+        """Log one row, retrying with backoff; False if every try failed."""
+        data = self._to_wandb(record)
+        for attempt in range(len(self.retry_delays) + 1):
+            try:
+                self.run.log(data)
+                self._logged.add(record["step"])
+                return True
+            except Exception as err:
+                last = err
+                if attempt < len(self.retry_delays):
+                    time.sleep(self.retry_delays[attempt])
+        warnings.warn(
+            f"W&B log failed at step {record['step']} after {len(self.retry_delays) + 1} tries "
+            f"({type(last).__name__}: {last}); the mirror pauses and the run's end fills in the "
+            "missing rows from metrics.jsonl",
+            stacklevel=3,
+        )
+        return False
+
     def log(self, record: dict[str, Any]) -> None:
-        if self.run is None:
-            return
-        try:
-            data = {"step": record["step"]}
-            for key, value in record.items():
-                if key == "step":
-                    continue
-                if key.endswith(HISTOGRAM_SUFFIX):
-                    edges = record.get(key + "_edges")
-                    if edges is not None:
-                        data[key] = self._wandb.Histogram(
-                            np_histogram=(np.asarray(value), np.asarray(edges))
-                        )
-                elif key.endswith(HISTOGRAM_SUFFIX + "_edges"):
-                    continue
-                elif isinstance(value, (list, tuple, np.ndarray)):
-                    continue  # raw arrays stay in metrics.jsonl; W&B charts want scalars
-                elif isinstance(value, str):
-                    continue
-                else:
-                    data[key] = value
-            self.run.log(data)
-        except Exception as err:
-            warnings.warn(
-                f"W&B log failed ({type(err).__name__}: {err}); disabling the mirror", stacklevel=2
-            )
-            self.run = None
+        if self._first_step is None:
+            self._first_step = record["step"]
+        if self.run is None or self._paused:
+            return  # close() backfills these rows
+        if not self._send(record):
+            self._paused = True
+
+    def backfill(self) -> int:
+        """Log the rows of metrics.jsonl this session saw but the mirror does not hold; returns
+        how many are still missing afterwards."""
+        if self.run is None or self._first_step is None or not self.record_path.is_file():
+            return 0
+        missing = [
+            r
+            for r in read_records(self.record_path)
+            if isinstance(r.get("step"), int)
+            and r["step"] >= self._first_step
+            and r["step"] not in self._logged
+        ]
+        return sum(not self._send(r) for r in missing)
 
     def close(self, state: str | None = None) -> None:
         if self.run is None:
             return
+        still_missing = self.backfill() if self._paused else 0
+        run, self.run = self.run, None
         try:
             if state is not None:
-                self.run.summary["state"] = state
-            self.run.finish(exit_code=0 if state in (None, "finished", "diverged") else 1)
+                run.summary["state"] = state
+            run.finish(exit_code=0 if state in (None, "finished", "diverged") else 1)
+            offline = run.settings.mode in ("offline", "dryrun")
+            self.sync_dir = Path(run.settings.sync_dir) if offline else None
+            if self._wandb.run is None:
+                # finish() hands the last block of the run file to the W&B service, which writes
+                # it when the stream closes, after finish() returns; teardown waits for that, so
+                # the file is complete when close() returns
+                self._wandb.teardown()
         except Exception as err:
             warnings.warn(f"W&B finish failed ({type(err).__name__}: {err})", stacklevel=2)
-        self.run = None
+        if still_missing:
+            warnings.warn(
+                f"W&B is missing {still_missing} row(s) of this run; add them with: "
+                f"smoothbench-sync {self.run_dir}",
+                stacklevel=2,
+            )
+        if self.sync_dir is not None:
+            command = f"wandb sync {shlex.quote(str(self.sync_dir))}"
+            self.echo(f"W&B offline run: upload it with: {command}")
 
 
 class FanOut:

@@ -105,18 +105,9 @@ def make_sinks(cfg: DictConfig, run_dir: Path, truncate_to: int | None):
     jsonl = JsonlSink(run_dir / "metrics.jsonl", truncate_to=truncate_to)
     mirror = None
     if cfg.logger.name == "wandb":
-        lg = cfg.logger
-        mirror = WandbSink(
-            run_dir,
-            OmegaConf.to_container(cfg, resolve=True),
-            project=lg.project,
-            entity=lg.entity,
-            group=lg.group,
-            job_type=lg.job_type,
-            tags=list(lg.tags),
-            mode=lg.mode,
-            name=f"{cfg.model.name}-{cfg.norm.name}-s{cfg.seed}",
-        )
+        # the job's overrides name the W&B run; outside Hydra, the run dir's record of them
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+        mirror = WandbSink.for_run(run_dir, OmegaConf.to_container(cfg, resolve=True), overrides)
     return jsonl, FanOut(jsonl, mirror)
 
 

@@ -1,0 +1,206 @@
+"""The W&B mirror: complete on disk at the end, retries, backfill, names, tags, group, config."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import read_metrics, read_status
+
+from smoothbench.sinks import WandbSink, run_group, run_name, run_tags
+from smoothbench.sync import read_history
+from smoothbench.train import train
+
+
+def offline_record(run_dir: Path) -> Path:
+    """The one offline W&B run file of a run dir, named by the run dir's W&B id."""
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    run_id = (run_dir / "wandb_id.txt").read_text().strip()
+    assert runs[0].name.endswith(run_id)
+    (record,) = runs[0].glob("*.wandb")
+    return record
+
+
+def test_wandb_offline_mirror(smoke, tmp_path, capsys):
+    # The run file's last 32 KiB block reaches the disk when W&B's service closes the stream,
+    # after run.finish() returns; this failed under load ([0, 1] of [0, 1, 2, 3]) until close()
+    # waited for it. Steps=3 with the default probes spans several blocks.
+    train(smoke("logger=wandb", "steps=3"), tmp_path)
+    record = offline_record(tmp_path)
+    assert record.stat().st_size > 32768  # the failure needs a partial last block
+    history = read_history(record)
+    ours = read_metrics(tmp_path)
+    assert [h["step"] for h in history] == [r["step"] for r in ours] == [0, 1, 2, 3]
+    assert [h["train/loss"] for h in history[:-1]] == [r["train/loss"] for r in ours[:-1]]
+    assert history[-1]["test/acc"] == ours[-1]["test/acc"]
+    assert [h["train/two_over_lr"] for h in history[:-1]] == [2 / r["train/lr"] for r in ours[:-1]]
+    histograms = [k for k, v in history[0].items() if k.endswith("/hist/_type")]
+    assert histograms and all(history[0][k] == "histogram" for k in histograms)
+    assert read_status(tmp_path)["state"] == "finished"
+    # W&B is silenced, so the run prints the upload command itself
+    out = capsys.readouterr().out
+    assert f"wandb sync {record.parent}" in out
+
+
+def test_wandb_failure_does_not_stop_training(smoke, tmp_path, monkeypatch):
+    import wandb
+
+    def broken_init(*args, **kwargs):
+        raise RuntimeError("no W&B today")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(smoke("logger=wandb"), tmp_path)
+    assert result["state"] == "finished"
+    messages = [str(w.message) for w in caught]
+    assert any("W&B could not start" in m and "smoothbench-sync" in m for m in messages)
+    assert len(read_metrics(tmp_path)) == 7
+
+
+class FlakyRun:
+    """A stand-in W&B run whose `log` fails on chosen calls."""
+
+    def __init__(self, fail_calls: set[int]):
+        self.fail_calls, self.calls, self.rows = fail_calls, 0, []
+        self.summary = {}
+
+    def log(self, data):
+        self.calls += 1
+        if self.calls in self.fail_calls:
+            raise ConnectionError("transient")
+        self.rows.append(data)
+
+
+def flaky_sink(tmp_path: Path, run: FlakyRun, delays=(0.0, 0.0)) -> WandbSink:
+    sink = WandbSink.__new__(WandbSink)  # no wandb.init: the run is the stand-in
+    sink.run, sink.run_dir, sink.record_path = run, tmp_path, tmp_path / "metrics.jsonl"
+    sink.retry_delays, sink.echo, sink.sync_dir = delays, print, None
+    sink._logged, sink._first_step, sink._paused, sink._started = set(), None, False, True
+    sink._wandb = None
+    return sink
+
+
+def test_a_transient_log_failure_is_retried_not_fatal(tmp_path):
+    run = FlakyRun(fail_calls={2, 3})  # step 1 fails twice, then goes through
+    sink = flaky_sink(tmp_path, run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a retried success warns about nothing
+        for step in range(4):
+            sink.log({"step": step, "train/loss": float(step)})
+    assert [r["step"] for r in run.rows] == [0, 1, 2, 3]
+    assert not sink._paused
+
+
+def test_a_stopped_mirror_backfills_its_missing_rows_from_the_record(tmp_path):
+    from smoothbench.sinks import JsonlSink
+
+    run = FlakyRun(fail_calls={3, 4, 5})  # step 2: every try fails, the mirror pauses
+    sink = flaky_sink(tmp_path, run)
+    jsonl = JsonlSink(tmp_path / "metrics.jsonl")
+    with pytest.warns(UserWarning, match="mirror pauses"):
+        for step in range(5):
+            record = {"step": step, "train/loss": float(step), "train/lr": 0.5}
+            jsonl.log(record)
+            sink.log(record)
+    assert [r["step"] for r in run.rows] == [0, 1]
+    jsonl.close()
+    assert sink.backfill() == 0
+    assert sorted(r["step"] for r in run.rows) == [0, 1, 2, 3, 4]
+    assert {r["train/two_over_lr"] for r in run.rows} == {4.0}
+
+
+def test_a_resumed_mirror_backfills_only_its_own_session(tmp_path):
+    from smoothbench.sinks import JsonlSink
+
+    jsonl = JsonlSink(tmp_path / "metrics.jsonl")
+    for step in range(3):  # an earlier session, mirrored by its own W&B run
+        jsonl.log({"step": step})
+    run = FlakyRun(fail_calls={1, 2, 3})
+    sink = flaky_sink(tmp_path, run)
+    with pytest.warns(UserWarning):
+        for step in range(3, 5):
+            jsonl.log({"step": step})
+            sink.log({"step": step})
+    jsonl.close()
+    sink.backfill()
+    assert sorted(r["step"] for r in run.rows) == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("config", "overrides", "name"),
+    [
+        (
+            {"experiment": "fig1", "seed": 0, "model": {"name": "vgg16"}, "norm": {"name": "x"}},
+            ["norm=batch", "optim.lr=0.5", "seed=0", "experiment=fig1", "scale=smoke"],
+            "fig1-batch-lr0.5-s0",
+        ),
+        (
+            {"experiment": "fig1", "seed": 0, "model": {"name": "vgg16"}, "norm": {"name": "x"}},
+            ["norm=batch", "optim.lr=0.1", "seed=0", "hydra.run.dir=/x", "logger=wandb"],
+            "fig1-batch-lr0.1-s0",
+        ),
+        (
+            {"seed": 2, "model": {"name": "vgg11"}, "norm": {"name": "none"}},
+            ["norm=none", "model.width=0.25", "seed=2", "data.root=/data"],
+            "vgg11-none-width0.25-s2",
+        ),
+        (
+            {"experiment": "hessian", "seed": 0, "model": {}, "norm": {}},
+            ["model=resnet56", "norm=none", "model.shortcut=false", "seed=0"],
+            "hessian-resnet56-none-shortcutfalse-s0",
+        ),
+    ],
+)
+def test_run_names_carry_the_swept_keys(config, overrides, name):
+    assert run_name(config, overrides) == name
+
+
+def test_tags_and_group_separate_scales_and_experiments():
+    config = {
+        "experiment": "fig4",
+        "scale": "smoke",
+        "model": {"name": "vgg16"},
+        "norm": {"name": "batch"},
+        "logger": {"group": None},
+    }
+    assert run_tags(config, ["mine"]) == [
+        "scale:smoke",
+        "experiment:fig4",
+        "model:vgg16",
+        "norm:batch",
+        "mine",
+    ]
+    assert run_group(config) == "fig4-smoke"
+    assert run_group({**config, "scale": "paper"}) == "fig4-paper"
+    assert run_group({**config, "logger": {"group": "mine"}}) == "mine"
+    assert run_group({**config, "experiment": None}) is None
+
+
+def test_the_wandb_run_records_name_tags_group_and_provenance(smoke, tmp_path, monkeypatch):
+    import wandb
+
+    seen = {}
+    real_init = wandb.init
+
+    def spy_init(**kwargs):
+        seen.update(kwargs)
+        return real_init(**kwargs)
+
+    monkeypatch.setattr(wandb, "init", spy_init)
+    cfg = smoke("experiment=fig4", "logger=wandb", "norm=none", "steps=1", "probes=off")
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(
+        "- experiment=fig4\n- scale=smoke\n- norm=none\n- seed=0\n"
+    )
+    train(cfg, tmp_path)
+    assert seen["name"] == "fig4-none-s0"
+    assert seen["group"] == "fig4-smoke"
+    assert {"scale:smoke", "experiment:fig4", "model:vgg16", "norm:none"} <= set(seen["tags"])
+    config = seen["config"]
+    assert config["run_dir"] == str(tmp_path.resolve())
+    assert config["overrides"] == ["experiment=fig4", "scale=smoke", "norm=none", "seed=0"]
+    assert len(config["git_commit"]) == 40
+    assert config["versions"]["torch"] and config["versions"]["wandb"]
