@@ -2,13 +2,15 @@
 
     python scripts/wandb_dashboard.py --dry-run                      # print the spec as JSON
     python scripts/wandb_dashboard.py --entity E --project P         # save every workspace
-    python scripts/wandb_dashboard.py --entity E --project P --figures fig1 fig4
+    python scripts/wandb_dashboard.py --entity E --project P --scale cpu --figures fig1 fig4
 
-Each workspace shows the runs of one W&B group (= the `experiment` preset, see
-conf/experiment/*.yaml), grouped by the config keys that preset sweeps, so seeds of one setting
-are averaged into a mean line with a min-max band. The x-axis is our own `step` metric (the sink
-declares it the step metric of every key). Needs `pip install 'smoothbench[dashboards]'` and a W&B
-login for the real mode; `--dry-run` needs neither. Each real run saves new workspaces (views).
+Each workspace shows the runs of one W&B group, `<experiment>-<scale>` (the `experiment` preset of
+conf/experiment/*.yaml at one `scale`: smoke, cpu and paper runs never average together), grouped
+by the config keys that preset sweeps, so seeds of one setting are averaged into a mean line with a
+min-max band. The x-axis is our own `step` metric (the sink declares it the step metric of every
+key); `train/two_over_lr` is a key the sink derives for the Hessian panel. Needs
+`pip install 'smoothbench[dashboards]'` and a W&B login for the real mode; `--dry-run` needs
+neither. Each real run saves new workspaces (views).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
+from smoothbench.sinks import run_group
+
 X_AXIS = "step"
+SCALES = ("smoke", "cpu", "paper")
 NORM = "norm.name"
 LR = "optim.lr"
 
@@ -40,7 +45,7 @@ class Section:
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """A workspace: the runs of W&B group `group`, grouped by the config keys in `group_by`."""
+    """A workspace: the runs of preset `group` at one scale, grouped by the keys in `group_by`."""
 
     name: str
     group: str
@@ -79,7 +84,28 @@ def ics(layers: tuple[int, ...]) -> Section:
     )
 
 
-ACCURACY = Section("Accuracy", (one("train/acc"), one("test/acc")))
+def moment_changes(layers: tuple[int, ...]) -> Section:
+    """Fig. 8: the change of the activations' mean and variance; they span decades, so log y."""
+    return Section(
+        "Activation moment changes (Fig. 8)",
+        tuple(
+            one(f"act/layer{k}/{m}", log_y=True)
+            for k in layers
+            for m in ("mean_change", "var_change")
+        ),
+    )
+
+
+def accuracy(fig: str | None = None) -> Section:
+    return Section(f"Accuracy ({fig})" if fig else "Accuracy", (one("train/acc"), one("test/acc")))
+
+
+ACCURACY = accuracy()
+# the Hessian's top eigenvalue against 2/lr, the stability threshold of gradient descent
+LAMBDA_MAX_VS_2_OVER_LR = Panel(
+    "hessian/lambda_max against 2/lr (edge of stability)",
+    ("hessian/lambda_max", "train/two_over_lr"),
+)
 
 FIGURES: dict[str, FigureSpec] = {
     "fig1": FigureSpec(
@@ -93,15 +119,9 @@ FIGURES: dict[str, FigureSpec] = {
         "fig2",
         (NORM,),
         (
-            Section("Accuracy (Fig. 2)", (one("train/acc"),)),
-            Section(
-                "Activation moment changes (Fig. 8)",
-                tuple(
-                    one(f"act/layer{k}/{m}")
-                    for k in (2, 9, 13)
-                    for m in ("mean_change", "var_change")
-                ),
-            ),
+            accuracy("Fig. 2"),
+            activation_hists((2, 9, 13), "Fig. 2"),
+            moment_changes((2, 9, 13)),
         ),
     ),
     "fig3": FigureSpec(
@@ -114,7 +134,10 @@ FIGURES: dict[str, FigureSpec] = {
         (ics((9, 17)),),
     ),
     "fig4": FigureSpec(
-        "smoothbench fig4: VGG-16 landscape with/without BN", "fig4", (NORM,), (landscape(),)
+        "smoothbench fig4: VGG-16 landscape with/without BN",
+        "fig4",
+        (NORM,),
+        (accuracy("Fig. 4"), landscape()),
     ),
     # the deep linear network's losses span orders of magnitude
     "fig10": FigureSpec(
@@ -146,11 +169,7 @@ FIGURES: dict[str, FigureSpec] = {
         (
             Section(
                 "Hessian over training",
-                (
-                    one("hessian/lambda_max"),
-                    one("hessian/trace"),
-                    one("train/lr", "train/lr (lambda_max at 2/lr: edge of stability)"),
-                ),
+                (one("hessian/lambda_max"), one("hessian/trace"), LAMBDA_MAX_VS_2_OVER_LR),
             ),
         ),
     ),
@@ -166,8 +185,17 @@ FIGURES: dict[str, FigureSpec] = {
 }
 
 
-def build_workspace(spec: FigureSpec, *, entity: str, project: str):
-    """The `wandb_workspaces` Workspace of one figure spec (not saved)."""
+def wandb_group(spec: FigureSpec, scale: str) -> str:
+    """The W&B group the training runs of `spec` at `scale` land in (the sink's own rule)."""
+    return run_group({"experiment": spec.group, "scale": scale})
+
+
+def workspace_name(spec: FigureSpec, scale: str) -> str:
+    return f"{spec.name} ({scale} scale)"
+
+
+def build_workspace(spec: FigureSpec, *, entity: str, project: str, scale: str = "paper"):
+    """The `wandb_workspaces` Workspace of one figure spec at one scale (not saved)."""
     import wandb_workspaces.reports.v2 as wr
     import wandb_workspaces.workspaces as ws
 
@@ -185,14 +213,14 @@ def build_workspace(spec: FigureSpec, *, entity: str, project: str):
     return ws.Workspace(
         entity=entity,
         project=project,
-        name=spec.name,
+        name=workspace_name(spec, scale),
         sections=[
             ws.Section(name=s.name, panels=[line_plot(p) for p in s.panels], is_open=True)
             for s in spec.sections
         ],
         settings=ws.WorkspaceSettings(x_axis=X_AXIS),
         runset_settings=ws.RunsetSettings(
-            filters=ws.And(ws.Metric("Group") == spec.group),
+            filters=ws.And(ws.Metric("Group") == wandb_group(spec, scale)),
             groupby=[ws.Config(key) for key in spec.group_by],
         ),
     )
@@ -204,6 +232,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--project", help="W&B project the runs were synced to")
     p.add_argument(
         "--figures", nargs="+", default=list(FIGURES), metavar="FIG", help=", ".join(FIGURES)
+    )
+    p.add_argument(
+        "--scale",
+        default="paper",
+        help=f"which runs to show: {' | '.join(SCALES)} (default: paper)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the spec as JSON; no W&B")
     return p.parse_args(argv)
@@ -219,9 +252,20 @@ def main(argv=None) -> int:
     unknown = [f for f in args.figures if f not in FIGURES]
     if unknown:
         return fail(f"unknown figure '{unknown[0]}'; choose from: {', '.join(FIGURES)}")
+    if args.scale not in SCALES:
+        return fail(f"unknown scale '{args.scale}'; choose from: {', '.join(SCALES)}")
     specs = {f: FIGURES[f] for f in args.figures}
     if args.dry_run:
-        print(json.dumps({f: asdict(s) for f, s in specs.items()}, indent=2))
+        printed = {
+            f: {
+                **asdict(s),
+                "workspace": workspace_name(s, args.scale),
+                "scale": args.scale,
+                "wandb_group": wandb_group(s, args.scale),
+            }
+            for f, s in specs.items()
+        }
+        print(json.dumps(printed, indent=2))
         return 0
     if not (args.entity and args.project):
         return fail("--entity and --project are required unless --dry-run")
@@ -230,7 +274,7 @@ def main(argv=None) -> int:
     except ImportError:
         return fail("wandb-workspaces is not installed; pip install 'smoothbench[dashboards]'")
     for spec in specs.values():
-        build_workspace(spec, entity=args.entity, project=args.project).save()
+        build_workspace(spec, entity=args.entity, project=args.project, scale=args.scale).save()
     return 0
 
 

@@ -14,6 +14,8 @@ import yaml
 from conftest import REPO, compose_config
 from omegaconf import OmegaConf
 
+from smoothbench.sinks import DERIVED_KEYS
+
 PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 
 
@@ -58,9 +60,13 @@ def test_every_preset_has_exactly_one_figure():
         assert spec.group == preset(name)["experiment"] == name
 
 
-def test_runs_of_each_preset_land_in_the_figure_group():
-    cfg = compose_config("experiment=fig3_dln", "logger=wandb")
-    assert cfg.logger.group == dash.FIGURES["fig3_dln"].group
+@pytest.mark.parametrize("scale", ["smoke", "paper"])
+def test_runs_of_each_preset_land_in_the_figure_group_of_their_scale(scale):
+    from smoothbench.sinks import run_group
+
+    cfg = compose_config("experiment=fig3_dln", "logger=wandb", f"scale={scale}")
+    group = run_group(OmegaConf.to_container(cfg, resolve=True))
+    assert group == dash.wandb_group(dash.FIGURES["fig3_dln"], scale) == f"fig3_dln-{scale}"
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -70,6 +76,8 @@ def test_panels_show_mirrored_keys_of_probed_layers(name):
     assert not any(p.match("landscape/losses") for p in patterns)  # lists are not mirrored
     probes = preset(name).get("probes") or {}
     for key in spec_keys(dash.FIGURES[name]):
+        if key in DERIVED_KEYS:  # derived by the sink from a documented key
+            continue
         matches = [m for m in (p.match(key) for p in patterns) if m]
         assert matches, f"{name}: {key} is not a scalar or histogram of docs/metrics.md"
         if key.startswith(("act/", "ics/")):
@@ -95,10 +103,56 @@ def test_groups_are_the_swept_config_keys(name):
         assert OmegaConf.select(cfg, key) is not None, f"{name}: the run config has no {key}"
 
 
-def test_log_scale_only_for_the_deep_linear_network_landscapes():
+def test_log_scale_for_the_deep_linear_network_landscapes_and_moment_changes():
     for name, spec in dash.FIGURES.items():
-        logs = {p.log_y for s in spec.sections for p in s.panels}
-        assert logs == ({True} if name in ("fig10", "lp_dln") else {False}), name
+        for section in spec.sections:
+            for panel in section.panels:
+                wants_log = name in ("fig10", "lp_dln") or panel.y[0].endswith("_change")
+                assert panel.log_y == wants_log, (name, panel.title)
+
+
+def test_fig8_moment_changes_are_on_a_log_axis():
+    (moments,) = [s for s in dash.FIGURES["fig2"].sections if "Fig. 8" in s.name]
+    assert [p.y[0] for p in moments.panels] == [
+        f"act/layer{k}/{m}" for k in (2, 9, 13) for m in ("mean_change", "var_change")
+    ]
+    assert all(p.log_y for p in moments.panels)
+
+
+def test_fig2_has_the_activation_distributions_of_its_probed_layers():
+    hists = [k for k in spec_keys(dash.FIGURES["fig2"]) if k.endswith("/hist")]
+    assert hists == [
+        f"act/layer{k}/hist" for k in preset("fig2")["probes"]["activations"]["layers"]
+    ]
+
+
+@pytest.mark.parametrize("name", ["fig2", "fig4"])
+def test_fig2_and_fig4_show_test_accuracy(name):
+    keys = spec_keys(dash.FIGURES[name])
+    assert "test/acc" in keys and "train/acc" in keys
+
+
+def test_hessian_panel_plots_two_over_lr_not_lr():
+    from smoothbench.sinks import WandbSink
+
+    panels = [p for s in dash.FIGURES["hessian"].sections for p in s.panels]
+    (edge,) = [p for p in panels if "2/lr" in p.title]
+    assert edge.y == ("hessian/lambda_max", "train/two_over_lr")
+    assert "train/lr" not in spec_keys(dash.FIGURES["hessian"])
+    # the sink mirrors that key as 2 / train/lr
+    sink = WandbSink.__new__(WandbSink)
+    row = sink._to_wandb({"step": 3, "train/lr": 0.05, "hessian/lambda_max": 12.0})
+    assert row["train/two_over_lr"] == pytest.approx(40.0)
+
+
+def test_workspaces_filter_on_scale(capsys):
+    assert dash.main(["--dry-run", "--figures", "fig4", "--scale", "cpu"]) == 0
+    printed = json.loads(capsys.readouterr().out)["fig4"]
+    assert printed["wandb_group"] == "fig4-cpu" and printed["scale"] == "cpu"
+    assert "cpu" in printed["workspace"]
+    assert dash.main(["--dry-run", "--scale", "huge"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'huge'" in err and "smoke" in err
 
 
 def test_named_figure_content():
@@ -108,7 +162,12 @@ def test_named_figure_content():
         "act/layer3/hist",
         "act/layer11/hist",
     ]
-    assert spec_keys(dash.FIGURES["hessian"]) == ["hessian/lambda_max", "hessian/trace", "train/lr"]
+    assert spec_keys(dash.FIGURES["hessian"]) == [
+        "hessian/lambda_max",
+        "hessian/trace",
+        "hessian/lambda_max",
+        "train/two_over_lr",
+    ]
     assert dash.FIGURES["fig1"].group_by == ("norm.name", "optim.lr")
 
 
@@ -131,6 +190,7 @@ def test_dry_run_prints_the_spec_without_wandb_workspaces(monkeypatch, capsys):
     ]
     assert all(p["log_y"] for p in panels)
     assert printed["fig4"]["group"] == "fig4"
+    assert printed["fig4"]["wandb_group"] == "fig4-paper"  # the default scale
 
 
 def test_unknown_figure_is_a_one_line_error(capsys):
@@ -171,7 +231,7 @@ def test_workspace_builds_with_the_spec_panels(name):
     assert [(g.section, g.name) for g in runset.grouping] == [("config", k) for k in expected]
     (group_filter,) = runset.filters["filters"]
     assert group_filter["key"] == {"section": "run", "name": "group"}
-    assert group_filter["value"] == name
+    assert group_filter["value"] == f"{name}-paper"
     assert view.spec.section.settings.x_axis == "step"
 
 
@@ -180,5 +240,8 @@ def test_real_mode_saves_every_requested_workspace(monkeypatch):
     saved = []
     monkeypatch.setattr(workspaces.Workspace, "save", lambda self: saved.append(self) or self)
     assert dash.main(["--entity", "e", "--project", "p", "--figures", "fig1", "hessian"]) == 0
-    assert [w.name for w in saved] == [dash.FIGURES["fig1"].name, dash.FIGURES["hessian"].name]
+    assert [w.name for w in saved] == [
+        dash.workspace_name(dash.FIGURES["fig1"], "paper"),
+        dash.workspace_name(dash.FIGURES["hessian"], "paper"),
+    ]
     assert {(w.entity, w.project) for w in saved} == {("e", "p")}
