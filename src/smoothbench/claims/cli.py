@@ -4,6 +4,7 @@
     smoothbench-claims multirun/fig4/2026-01-01 multirun/fig1/2026-01-02
     smoothbench-claims --wandb my-entity/smoothbench --out claims/
     smoothbench-claims multirun/reproduce-cpu --json          # claims.json on stdout as well
+    smoothbench-claims --markdown > docs/claims.md            # the list of claims (docs)
 
 Exit 0 when it printed a table; 2 with one line on stderr for bad input.
 """
@@ -51,6 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seeds a verdict needs (2; 1 gives point-estimate verdicts for single seeds)",
     )
     parser.add_argument("--claims", nargs="+", metavar="ID", help="only these claims")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the list of claims (docs/claims.md) and exit"
+    )
     return parser.parse_args(argv)
 
 
@@ -80,6 +84,11 @@ def _check(args: argparse.Namespace) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
     """The command; returns the exit code."""
     args = parse_args(argv)
+    if args.markdown:
+        from smoothbench.claims.render import claims_markdown
+
+        print(claims_markdown(), end="")
+        return 0
     try:
         _check(args)
         from smoothbench.claims.registry import CLAIMS, CLAIMS_BY_ID

@@ -3,7 +3,7 @@
 `text_table` and `to_html` take the verdicts of `smoothbench.claims.evaluate`, or the entries
 of a claims.json (`read_json`), so a report can be drawn without re-reading the runs.
 
-    python -m smoothbench.claims.render > docs/claims.md    # regenerate the claims docs
+    smoothbench-claims --markdown > docs/claims.md    # regenerate the claims docs
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from smoothbench.claims.registry import CLAIMS, Claim
 from smoothbench.claims.statistics import Verdict
 
 COLUMNS = ("claim", "paper's direction", "effect per seed", "mean [CI]", "verdict", "why")
-WIDTHS = (30, 26, 24, 26, 12, 60)
+WIDTHS = (30, 26, 34, 26, 12, 60)
 VERDICT_CLASSES = {
     "holds": "holds",
     "fails": "fails",
@@ -162,8 +162,8 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
     lines = [
         "# The claims smoothbench tests",
         "",
-        "<!-- generated from smoothbench/claims/registry.py by "
-        "`python -m smoothbench.claims.render > docs/claims.md`; do not edit -->",
+        "<!-- generated from src/smoothbench/claims/registry.py by "
+        "`smoothbench-claims --markdown > docs/claims.md`; do not edit -->",
         "",
         "`smoothbench-claims SWEEP_DIR...` checks each claim below on the runs of a sweep (or of",
         "`scripts/reproduce.sh`, one sweep per preset) and prints one table: the paper's",
@@ -212,7 +212,3 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
         lines += ["", "## Claims no shipped preset measures yet", ""]
         lines += [f"- `{c.id}` needs {c.needs}." for c in needing]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(claims_markdown(), end="")

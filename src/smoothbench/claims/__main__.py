@@ -1,0 +1,5 @@
+"""`python -m smoothbench.claims`: the same as `smoothbench-claims`."""
+
+from smoothbench.claims.cli import main
+
+main()
