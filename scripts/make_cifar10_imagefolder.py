@@ -110,8 +110,8 @@ def write_split(
 ) -> None:
     """Write `images[i]` as `split_dir/<classes[labels[i]]>/<i:05d>.png`; every class gets a folder.
 
-    Empty class folders are kept so the tree always has all the classes, and with them the label
-    indices, of the source.
+    Every class gets its folder even without images, so a label index can never shift silently
+    (the ImageFolder loader refuses an empty class by name).
     """
     from PIL import Image
 
