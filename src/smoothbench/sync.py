@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import warnings
@@ -72,7 +73,14 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
 
 def wandb_records(run_dir: Path, run_id: str) -> list[Path]:
     """The run's W&B record files in the run dir (offline and online runs), oldest first."""
-    return sorted((run_dir / "wandb").glob(f"*run-*-{run_id}/run-{run_id}.wandb"))
+    # W&B names a run's folder `<offline-run|run>-<time>-<id>`, plus `-<n>` within one second
+    folder = re.compile(rf"(offline-)?run-\d{{8}}_\d{{6}}-{re.escape(run_id)}(-\d+)?")
+    found = [
+        p
+        for p in (run_dir / "wandb").glob(f"*run-*-{run_id}*/run-{run_id}.wandb")
+        if folder.fullmatch(p.parent.name)
+    ]
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.parent.name))
 
 
 def mirrored_steps(record: Path) -> set[int]:
