@@ -437,3 +437,82 @@ def test_first_order_graph_is_built_once_and_rebuilt_per_product_only_in_chunks(
     chunked = HessianOperator(model, ce, mlp_batch(), chunk_size=5)
     chunked.matvec(torch.ones(117))
     assert forwards == [5, 5, 2] * 2  # the gradient, then one product: a graph per chunk each
+
+
+def test_random_vectors_are_drawn_where_the_operator_lives_in_its_dtype(monkeypatch):
+    """Every start and probe vector comes from a generator on the parameters' device, in their
+    dtype: no float64 host draw copied per vector (what made probes slow on a GPU)."""
+    import smoothbench.probes.hessian as hessian_module
+    import smoothbench.probes.lanczos as lanczos_module
+
+    draws = []
+    real = lanczos_module.random_vector
+
+    def spy(n, generator, *, dtype, device, kind="gaussian"):
+        draws.append((generator.device, dtype, torch.device(device), kind))
+        return real(n, generator, dtype=dtype, device=device, kind=kind)
+
+    monkeypatch.setattr(hessian_module, "random_vector", spy)
+    monkeypatch.setattr(lanczos_module, "random_vector", spy)
+    model = bn_mlp().double()
+    batch = mlp_batch()
+    batch = (batch[0].double(), batch[1])
+    hessian_eigenvalues(model, ce, batch, k=1)
+    hessian_trace(model, ce, batch, n_probes=4, min_probes=2, rtol=0)
+    hessian_density(model, ce, batch, steps=5, n_probes=2)
+    assert len(draws) == 1 + 4 + 2
+    assert {d[1] for d in draws} == {torch.float64}  # the parameters' dtype, not a fixed one
+    assert all(g == dev == torch.device("cpu") for g, _, dev, _ in draws)
+    assert [d[3] for d in draws[1:5]] == ["rademacher"] * 4
+
+
+def test_draws_are_deterministic_per_seed_and_leave_global_rngs_alone():
+    from smoothbench.probes.lanczos import device_generator, random_vector
+
+    state = torch.get_rng_state()
+    a = random_vector(1000, device_generator(3, "cpu"), dtype=torch.float32, device="cpu")
+    b = random_vector(1000, device_generator(3, "cpu"), dtype=torch.float32, device="cpu")
+    z = random_vector(
+        1000, device_generator(3, "cpu"), dtype=torch.float32, device="cpu", kind="rademacher"
+    )
+    assert torch.equal(a, b) and a.dtype == torch.float32
+    assert set(z.tolist()) == {-1.0, 1.0}
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_trace_budget_in_products_stops_short_and_says_so():
+    op = HessianOperator(bn_mlp(), ce, mlp_batch())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a budget stop is reported, not warned about
+        mean, stderr, info = hessian_trace(
+            None, None, None, n_probes=200, rtol=1e-9, max_hvps=7, return_info=True, operator=op
+        )
+    assert info["probes"] == info["hvps"] == op.hvps == 7
+    assert info["stopped_short"] and not info["converged"]
+    # the budgeted estimate is the unbudgeted run's first 7 probes
+    full, full_stderr = hessian_trace(bn_mlp(), ce, mlp_batch(), n_probes=7, rtol=0)
+    assert (mean, stderr) == (full, full_stderr)
+    # converging within the budget is not stopping short
+    _, _, info = hessian_trace(
+        bn_mlp(), ce, mlp_batch(), n_probes=200, rtol=0.5, max_hvps=150, return_info=True
+    )
+    assert info["converged"] and not info["stopped_short"] and info["probes"] < 150
+    # a time budget already spent still draws the two probes a standard error needs
+    _, _, info = hessian_trace(
+        bn_mlp(), ce, mlp_batch(), n_probes=200, max_seconds=1e-9, return_info=True
+    )
+    assert info["probes"] == 2 and info["stopped_short"]
+
+
+def test_density_budget_runs_whole_probes_and_says_when_it_stopped_short():
+    grid, density, info = hessian_density(
+        bn_mlp(), ce, mlp_batch(), steps=10, n_probes=5, max_hvps=25, return_info=True
+    )
+    assert info["probes"] == 2 and info["hvps"] == 20 and info["stopped_short"]
+    assert abs(np.trapezoid(density, grid) - 1) < 1e-12
+    _, _, info = hessian_density(
+        bn_mlp(), ce, mlp_batch(), steps=10, n_probes=2, max_hvps=25, return_info=True
+    )
+    assert info["probes"] == 2 and not info["stopped_short"]
+    with pytest.raises(ValueError, match="max_hvps must be a positive integer or None, got 0"):
+        hessian_density(bn_mlp(), ce, mlp_batch(), max_hvps=0)

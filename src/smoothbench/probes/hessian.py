@@ -20,11 +20,22 @@ and RNG states as well. Noisy BatchNorm layers reuse their step's noise and need
 
 Every function takes an optional `operator=` so one graph can serve several measurements of the
 same (model, loss_fn, batch, bn_mode); `model`, `loss_fn` and `batch` are then ignored.
+
+Random vectors (Lanczos starts, Rademacher and quadrature probes) are drawn on the parameters'
+device, in their dtype, from a private generator seeded with `seed` on that device: results are
+deterministic per seed and device (a CPU and a GPU draw different numbers for the same seed),
+no global RNG moves, and no vector is drawn on the host and copied.
+
+The trace and the density take a budget besides their own stopping rule: `max_hvps` (products,
+deterministic; what the probe runner should derive from the training cost) and `max_seconds`
+(wall time; machine-dependent results, for interactive use). With `return_info=True` they say how
+many probes they used and whether the budget cut them short.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 
@@ -35,9 +46,11 @@ from torch.func import functional_call
 
 from smoothbench.probes.lanczos import (
     WHICH,
+    device_generator,
     eigsh_extremes,
     gaussian_density,
     lanczos_extremes,
+    random_vector,
     slq_nodes,
 )
 from smoothbench.probes.state import preserved
@@ -212,10 +225,39 @@ def _operator(
 
 
 def _start_vector(n: int, seed: int, op: HessianOperator) -> tuple[torch.Tensor, torch.Generator]:
-    # Drawn on the CPU from a private generator: the same start on every device, global RNG intact.
-    generator = torch.Generator().manual_seed(seed)
-    start = torch.randn(n, generator=generator, dtype=torch.float64)
-    return start.to(device=op.device, dtype=op.dtype), generator
+    # Drawn on the operator's device from a private generator: global RNGs intact, no host copy.
+    generator = device_generator(seed, op.device)
+    return random_vector(n, generator, dtype=op.dtype, device=op.device), generator
+
+
+class Budget:
+    """A cap on products (`max_hvps`, counted on the operator) and/or wall time (`max_seconds`)
+    for one measurement; `exhausted()` says whether it is spent. None means no cap."""
+
+    def __init__(
+        self, op: HessianOperator, max_hvps: int | None = None, max_seconds: float | None = None
+    ) -> None:
+        if max_hvps is not None and max_hvps < 1:
+            raise ValueError(f"max_hvps must be a positive integer or None, got {max_hvps}")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive or None, got {max_seconds}")
+        self.op, self.max_hvps, self.max_seconds = op, max_hvps, max_seconds
+        self.hvps_at_start = op.hvps
+        self.started = time.perf_counter()
+
+    @property
+    def hvps(self) -> int:
+        return self.op.hvps - self.hvps_at_start
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def exhausted(self, next_cost: int = 1) -> bool:
+        """True when `next_cost` more products would pass max_hvps or time is up."""
+        if self.max_hvps is not None and self.hvps + next_cost > self.max_hvps:
+            return True
+        return self.max_seconds is not None and self.seconds >= self.max_seconds
 
 
 def hvp(
@@ -381,14 +423,24 @@ def hessian_trace(
     rtol: float = 0.02,
     *,
     min_probes: int = 10,
+    max_hvps: int | None = None,
+    max_seconds: float | None = None,
+    return_info: bool = False,
     operator: HessianOperator | None = None,
     chunk_size: int | None = None,
-) -> tuple[float, float]:
+) -> tuple[float, float] | tuple[float, float, dict]:
     """Hutchinson's trace estimate with Rademacher probes: (mean, standard error of the mean).
 
-    Stops once the standard error is ≤ rtol·|mean| (after at least `min_probes`) or at
-    `n_probes`, the most probes drawn (one product each); reaching it without meeting rtol
-    warns. rtol=0 always draws n_probes. Deterministic given `seed`; no global RNG moves.
+    Stops once the standard error is ≤ rtol·|mean| (after at least `min_probes`), at
+    `n_probes`, the most probes drawn (one product each), or when the budget (`max_hvps`
+    products, `max_seconds` wall time; at least 2 probes are always drawn) is spent. Reaching
+    n_probes without meeting rtol warns; a budget stop does not (it is reported instead).
+    rtol=0 always draws n_probes (within the budget). Deterministic given `seed` and the device
+    (for a budget in products); no global RNG moves.
+
+    With return_info=True returns (mean, stderr, info): "probes" (drawn), "hvps",
+    "converged" (rtol met), "stopped_short" (the budget ended it before rtol or n_probes) and
+    "seconds".
     """
     if n_probes < 2 or min_probes < 2:
         raise ValueError(f"n_probes ({n_probes}) and min_probes ({min_probes}) must be >= 2")
@@ -396,27 +448,41 @@ def hessian_trace(
     if rtol < 0:
         raise ValueError(f"rtol must be >= 0, got {rtol}")
     op = _operator(model, loss_fn, batch, bn_mode, operator, chunk_size)
-    generator = torch.Generator().manual_seed(seed)
+    budget = Budget(op, max_hvps=max_hvps, max_seconds=max_seconds)
+    generator = device_generator(seed, op.device)
     samples: list[float] = []
     mean = stderr = float("nan")
+    converged = stopped_short = False
     while len(samples) < n_probes:
-        z = torch.randint(0, 2, (op.size,), generator=generator, dtype=torch.int8)
-        z = (2 * z - 1).to(device=op.device, dtype=op.dtype)
-        samples.append(float(torch.dot(z, op.matvec(z))))
+        if len(samples) >= 2 and budget.exhausted():
+            stopped_short = True
+            break
+        z = random_vector(op.size, generator, dtype=op.dtype, device=op.device, kind="rademacher")
+        samples.append(torch.dot(z, op.matvec(z)).item())  # the one host sync of a probe
         if len(samples) >= 2:
             values = np.asarray(samples)
             mean = float(values.mean())
             stderr = float(values.std(ddof=1) / math.sqrt(len(values)))
             if len(values) >= min_probes and rtol > 0 and stderr <= rtol * abs(mean):
-                return mean, stderr
-    if rtol > 0:
+                converged = True
+                break
+    if rtol > 0 and not converged and not stopped_short:
         warnings.warn(
             f"Hessian trace stopped at n_probes={n_probes} with standard error {stderr:.3g} "
             f"> rtol={rtol} x |mean| ({mean:.4g})",
             RuntimeWarning,
             stacklevel=2,
         )
-    return mean, stderr
+    if not return_info:
+        return mean, stderr
+    info = {
+        "probes": len(samples),
+        "hvps": budget.hvps,
+        "converged": converged,
+        "stopped_short": stopped_short,
+        "seconds": budget.seconds,
+    }
+    return mean, stderr, info
 
 
 def hessian_density(
@@ -430,9 +496,12 @@ def hessian_density(
     bn_mode: str = "train",
     seed: int = 0,
     *,
+    max_hvps: int | None = None,
+    max_seconds: float | None = None,
+    return_info: bool = False,
     operator: HessianOperator | None = None,
     chunk_size: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, dict]:
     """Spectral density by stochastic Lanczos quadrature: (grid, density), both float64 arrays.
 
     Each of `n_probes` unit Gaussian probes runs `steps` Lanczos steps with full
@@ -443,11 +512,17 @@ def hessian_density(
     on each side. The density integrates to 1 over the grid (trapezoid rule). Its mean, the
     average of vᵀHv, estimates tr(H)/n; its support covers [λ_min, λ_max] as the extreme Ritz
     values converge.
+
+    The budget (`max_hvps` products, `max_seconds` wall time) is checked before each probe
+    after the first, a probe costing `steps` products: at least one probe always runs. With
+    return_info=True returns (grid, density, info): "probes" (used), "hvps", "stopped_short"
+    (fewer than n_probes because of the budget) and "seconds".
     """
     if steps < 1 or n_probes < 1:
         raise ValueError(f"steps ({steps}) and n_probes ({n_probes}) must be positive")
     op = _operator(model, loss_fn, batch, bn_mode, operator, chunk_size)
-    generator = torch.Generator().manual_seed(seed)
+    budget = Budget(op, max_hvps=max_hvps, max_seconds=max_seconds)
+    generator = device_generator(seed, op.device)
     nodes = slq_nodes(
         op.matvec,
         op.size,
@@ -456,9 +531,18 @@ def hessian_density(
         generator=generator,
         dtype=op.dtype,
         device=op.device,
+        stop=lambda: budget.exhausted(next_cost=min(steps, op.size)),
     )
     xs, density, _ = gaussian_density(nodes, sigma=sigma, grid=grid)
-    return xs, density
+    if not return_info:
+        return xs, density
+    info = {
+        "probes": len(nodes),
+        "hvps": budget.hvps,
+        "stopped_short": len(nodes) < n_probes,
+        "seconds": budget.seconds,
+    }
+    return xs, density, info
 
 
 def gradient_topk_share(

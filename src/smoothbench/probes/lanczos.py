@@ -8,6 +8,11 @@ models, so it can be tested on explicit matrices. Three uses:
 - `eigsh_extremes`: the same through ARPACK (`scipy.sparse.linalg.eigsh`) with BLAS held to one
   thread, since on a small machine its threads fight torch's for the same cores.
 - `slq_nodes`: stochastic Lanczos quadrature nodes and weights for spectral densities.
+
+Random vectors (restarts, quadrature probes) are drawn by `random_vector` from the caller's
+generator ON THE OPERATOR'S DEVICE and in its dtype: no host draw, no copy per vector, and the
+same numbers for the same seed on the same device. A Lanczos step synchronizes with the host once
+(for its two scalars), so products queue back to back on an accelerator.
 """
 
 from __future__ import annotations
@@ -106,20 +111,24 @@ class Lanczos:
             blocks = [*blocks, self._blocks[full][:rest]]
         return blocks
 
-    def _project_out(self, w: torch.Tensor, rows: int) -> None:
+    def _project_out(self, w: torch.Tensor, rows: int) -> list[torch.Tensor]:
+        """Subtract w's projection on the first `rows` basis vectors in place; returns the
+        coefficients (one tensor per block, left on the device)."""
+        coefficients = []
         for block in self._stored_blocks(rows):
-            w.addmv_(block.T, block @ w, alpha=-1.0)
+            c = block @ w
+            w.addmv_(block.T, c, alpha=-1.0)
+            coefficients.append(c)
+        return coefficients
 
     def _orthogonalize(self, w: torch.Tensor, rows: int) -> torch.Tensor:
         """w minus its projection on the first `rows` basis vectors, in place.
 
-        Classical Gram-Schmidt, repeated once when the first pass removed most of w (the DGKS
-        test): then cancellation may have left w visibly non-orthogonal to the basis.
+        Classical Gram-Schmidt applied twice ("twice is enough"): the second pass removes what
+        cancellation left after the first. Always two passes, so no host sync decides it.
         """
-        before = float(torch.linalg.vector_norm(w))
         self._project_out(w, rows)
-        if float(torch.linalg.vector_norm(w)) < 0.7071 * before:
-            self._project_out(w, rows)
+        self._project_out(w, rows)
         return w
 
     def step(self) -> None:
@@ -129,12 +138,12 @@ class Lanczos:
         q = self._next
         self._store(q)
         w = self.matvec(q).reshape(-1).to(dtype=q.dtype, copy=True)
-        alpha = float(torch.dot(w, q))
-        w.add_(q, alpha=-alpha)
-        if j > 0:
-            w.add_(self._row(j - 1), alpha=-self.betas[j - 1])
-        w = self._orthogonalize(w, j + 1)
-        beta = float(torch.linalg.vector_norm(w))
+        # Full reorthogonalization against the whole basis (q included) replaces the three-term
+        # recurrence; its coefficient on q is alpha = qᵀHq.
+        first = self._project_out(w, j + 1)
+        self._project_out(w, j + 1)
+        alpha_t = first[-1][(j % _BLOCK_ROWS)]
+        alpha, beta = torch.stack([alpha_t, torch.linalg.vector_norm(w)]).tolist()  # one sync
         self.alphas.append(alpha)
         self._scale = max(self._scale, abs(alpha), beta)
         if j + 1 >= self.n:
@@ -149,8 +158,8 @@ class Lanczos:
 
     def _fresh_direction(self, like: torch.Tensor) -> torch.Tensor | None:
         for _ in range(3):
-            v = torch.randn(self.n, generator=self.generator, dtype=torch.float64)
-            v = self._orthogonalize(self._orthogonalize(v.to(like), self.steps), self.steps)
+            v = random_vector(self.n, self.generator, dtype=like.dtype, device=like.device)
+            v = self._orthogonalize(v, self.steps)
             norm = float(torch.linalg.vector_norm(v))
             if norm > 1e-3:
                 return v / norm
@@ -178,6 +187,37 @@ class Lanczos:
             out += coeffs[:, start : start + block.shape[0]] @ block
             start += block.shape[0]
         return out
+
+
+def random_vector(
+    n: int,
+    generator: torch.Generator | None,
+    *,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    kind: str = "gaussian",
+) -> torch.Tensor:
+    """n standard Gaussian (kind="gaussian") or ±1 (kind="rademacher") entries.
+
+    Drawn where `generator` lives (its device) and in `dtype`; moved to `device` only when the
+    generator lives elsewhere. Pass a generator made for the device,
+    `torch.Generator(device=device).manual_seed(seed)`, to draw in place. Without a generator
+    the global RNG of `device` is used (and moves).
+    """
+    where = torch.device(device) if generator is None else generator.device
+    if kind == "gaussian":
+        v = torch.randn(n, generator=generator, dtype=dtype, device=where)
+    elif kind == "rademacher":
+        v = torch.randint(0, 2, (n,), generator=generator, dtype=dtype, device=where)
+        v.mul_(2).sub_(1)
+    else:
+        raise ValueError(f"unknown kind {kind!r}; choose one of: gaussian, rademacher")
+    return v.to(device)
+
+
+def device_generator(seed: int, device: torch.device | str) -> torch.Generator:
+    """A private generator on `device`, seeded: reproducible draws there, global RNGs intact."""
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _check_which(which: str) -> None:
@@ -359,17 +399,21 @@ def slq_nodes(
     generator: torch.Generator,
     dtype: torch.dtype,
     device: torch.device | str,
+    stop: Callable[[], bool] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stochastic Lanczos quadrature: per probe, Ritz values θ and weights τ = (first row of S)².
 
-    Each probe is a Gaussian vector scaled to unit length, so Σ τ f(θ) estimates
-    (1/n)·tr f(H) and the weights of one probe sum to 1. Fewer than `steps` nodes come back
-    when the probe's Krylov space is exhausted first (then the quadrature is exact).
+    Each probe is a Gaussian vector (drawn on `device` when `generator` lives there) scaled to
+    unit length, so Σ τ f(θ) estimates (1/n)·tr f(H) and the weights of one probe sum to 1.
+    Fewer than `steps` nodes come back when the probe's Krylov space is exhausted first (then
+    the quadrature is exact). `stop()`, asked before every probe after the first, ends the
+    loop early when it returns True (a budget): fewer than `n_probes` entries then come back.
     """
     nodes = []
     for _ in range(n_probes):
-        start = torch.randn(n, generator=generator, dtype=torch.float64)
-        start = start.to(device=device, dtype=dtype)
+        if stop is not None and nodes and stop():
+            break
+        start = random_vector(n, generator, dtype=dtype, device=device)
         process = Lanczos(matvec, start, restart=False)
         while process.steps < min(steps, n) and not process.exhausted:
             process.step()
