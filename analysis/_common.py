@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _notes import HEALTH_METRICS, annotate, band_note
 
 from smoothbench.plotting import (
-    BAND_CAPTIONS,
     ConditionStyles,
     condition_keys,
     conditions,
+    legend_below,
     plot_metric,
     plot_range_band,
     plot_ridges,
@@ -41,6 +42,9 @@ from smoothbench.results import (
 )
 
 EXIT_MISSING = 2
+# normalizations that normalize with batch statistics and keep running ones for eval: only for
+# these nets does "BN statistics: train/eval" mean anything
+BATCH_STAT_NORMS = ("batch", "noisy_batch", "l1", "l2", "linf")
 
 
 def make_parser(name: str, description: str | None) -> argparse.ArgumentParser:
@@ -63,6 +67,8 @@ def make_parser(name: str, description: str | None) -> argparse.ArgumentParser:
 
 def load_frame(args: argparse.Namespace, metrics: Iterable[str] | None = None) -> pd.DataFrame:
     """The tidy frame of the runs named on the command line (paths or a W&B project)."""
+    if metrics is not None:  # the warnings read the losses and accuracies of every figure
+        metrics = list(metrics) + list(HEALTH_METRICS)
     if args.wandb:
         df = load_wandb_runs(args.wandb, group=args.group, metrics=metrics)
         return df[df["status"].isin(args.status)] if args.status else df
@@ -147,15 +153,45 @@ def layers_for_report(df: pd.DataFrame, template: str, defaults: Sequence[int]) 
     return sorted({available[0], available[-1]})
 
 
-def band_caption(band: str) -> str:
-    return BAND_CAPTIONS[band]
+def band_caption(band: str, df: pd.DataFrame) -> str:
+    """What lines and bands are, true to the number of seeds in `df`."""
+    return band_note(df, band)
 
 
-def smoothness_caption(band: str) -> str:
-    return (
-        "(a, b) shaded: min–max over the step sizes η, each edge averaged over seeds; "
-        f"(c) {band_caption(band)}"
-    )
+def smoothness_caption(band: str, df: pd.DataFrame) -> str:
+    counts = df.drop_duplicates("run")
+    edges = "each edge averaged over seeds" if counts["seed"].nunique() > 1 else "one seed"
+    return f"(a, b) shaded: min–max over the step sizes η ({edges}); (c) {band_note(df, band)}"
+
+
+def finish(
+    fig: Any,
+    df: pd.DataFrame,
+    axes: Sequence[Any],
+    caption: str,
+    probe_metrics: Sequence[str] = (),
+    eta: bool = False,
+) -> Any:
+    """The legend (with the band caption) below the panels, the provenance footer under it and
+    the warnings on top; returns the figure."""
+    legend = legend_below(fig, axes, caption=caption, outside=False)
+    annotate(fig, df, probe_metrics, eta=eta, legend=legend)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# selections shared by several figures
+
+DLN = "dln"
+
+
+def select_model(df: pd.DataFrame, model: str | None) -> tuple[pd.DataFrame, str]:
+    """Rows of one model ("all" keeps every run; None: every model except the DLN)."""
+    if model == "all":
+        return df, ""
+    if model is None:
+        return df[df["model.name"] != DLN], "with a model other than dln"
+    return df[df["model.name"] == model], f"with model {model}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,16 +207,34 @@ def first_seed_run(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["run"] == runs["run"].iloc[0]]
 
 
+ACCURACY_TITLES = {"train/acc": "training accuracy", "test/acc": "test accuracy"}
+
+
+def draw_accuracy(subfig: Any, df: pd.DataFrame, band: str, metrics: Sequence[str]) -> list[Any]:
+    """One panel per accuracy metric, a line per condition (mean over seeds with a band)."""
+    axes = subfig.subplots(1, len(metrics), squeeze=False, sharey=True)[0]
+    styles = ConditionStyles(conditions(df[df["metric"].isin(list(metrics))], condition_keys(df)))
+    for ax, metric in zip(axes, metrics, strict=True):
+        plot_metric(ax, df, metric, band=band, styles=styles)
+        ax.set_title(ACCURACY_TITLES.get(metric, metric))
+        step_axis(ax)
+    axes[0].set_ylabel("accuracy")
+    return list(axes)
+
+
 def draw_distributions(
     subfig: Any,
     df: pd.DataFrame,
     layers: Sequence[int],
     lr: float | None = None,
+    sharey: bool = True,
 ) -> list[Any]:
     """Activation "ridges" of one run per condition: rows = layers, columns = conditions.
 
     Only conditions at learning rate `lr` (default: the smallest lr that records the first
-    layer's quantiles). Each panel shows the run with the smallest seed.
+    layer's quantiles). Each panel shows the run with the smallest seed. With `sharey` the
+    panels of one layer share their y axis, so the nets' scales compare at a glance (the
+    paper's point); without it each panel has its own (for scales that differ by decades).
     """
     metrics = [f"act/layer{k}/quantiles" for k in layers]
     require_metrics(df, metrics)
@@ -195,7 +249,9 @@ def draw_distributions(
     keys = [k for k in condition_keys(rows) if k != "optim.lr"]
     conds = conditions(rows, keys)
     styles = ConditionStyles(conds)
-    axes = subfig.subplots(len(layers), len(conds), squeeze=False, sharex=True)
+    axes = subfig.subplots(
+        len(layers), len(conds), squeeze=False, sharex=True, sharey="row" if sharey else False
+    )
     for col, condition in enumerate(conds):
         runs = first_seed_run(select(rows, condition))
         seed = runs["seed"].iloc[0]
@@ -217,6 +273,16 @@ def draw_distributions(
             if col == 0:
                 ax.set_ylabel("activation value")
     return list(axes.ravel())
+
+
+def add_sharey(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sharey",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one y axis per layer across nets, as the paper compares them (default: on; "
+        "--no-sharey when the scales differ by decades)",
+    )
 
 
 def range_frame(df: pd.DataFrame, lo_metric: str, hi_metric: str | None = None) -> pd.DataFrame:
@@ -283,6 +349,42 @@ SMOOTHNESS_METRICS = (
     "landscape/grad_pred_max",
     "landscape/beta_smoothness",
 )
+
+
+def smoothness_figure(
+    df: pd.DataFrame, model: str | None, band: str = "minmax", logy: bool = False
+) -> Any:
+    """Fig. 4 (and Fig. 10): loss landscape, gradient predictiveness, effective β-smoothness of
+    one model's runs (see select_model)."""
+    import matplotlib.pyplot as plt
+
+    rows, what = select_model(df, model)
+    if rows.empty:
+        raise MissingMetricError(f"missing metric 'landscape/losses': no loaded run {what}")
+    require_smoothness(rows, what)
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.9), layout="constrained")
+    draw_smoothness(axes, rows, band, logy=logy)
+    probes = ["landscape/beta_smoothness"]
+    return finish(
+        fig, rows, list(axes), smoothness_caption(band, rows), probe_metrics=probes, eta=True
+    )
+
+
+def add_smoothness_arguments(
+    parser: argparse.ArgumentParser, default_model: str | None, default_logy: bool
+) -> None:
+    parser.add_argument(
+        "--model",
+        default=default_model,
+        help="model.name to show; 'all' for every run "
+        f"(default: {default_model or 'every model except dln'})",
+    )
+    parser.add_argument(
+        "--logy",
+        action=argparse.BooleanOptionalAction,
+        default=default_logy,
+        help=f"log-scale y axes (default: {'on' if default_logy else 'off'})",
+    )
 
 
 def require_smoothness(df: pd.DataFrame, what: str = "") -> None:

@@ -14,9 +14,17 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import add_layers, band_caption, draw_distributions, require_layers, run_script
+from _common import (
+    add_layers,
+    add_sharey,
+    band_caption,
+    draw_accuracy,
+    draw_distributions,
+    finish,
+    require_layers,
+    run_script,
+)
 
-from smoothbench.plotting import legend_below, plot_metric, step_axis
 from smoothbench.results import require_metrics
 
 NAME = "fig1"
@@ -26,37 +34,28 @@ LAYER_METRIC = "act/layer{}/quantiles"  # the per-layer metric that --layers sel
 METRICS = list(ACCURACY) + ["act/*/quantiles"]  # what the figure reads (fnmatch patterns)
 
 
-def draw_accuracy(subfig, df: pd.DataFrame, band: str, metrics: Sequence[str] = ACCURACY):
-    """One panel per accuracy metric, a line per condition (mean over seeds with a band)."""
-    axes = subfig.subplots(1, len(metrics), squeeze=False)[0]
-    titles = {"train/acc": "training accuracy", "test/acc": "test accuracy"}
-    for ax, metric in zip(axes, metrics, strict=True):
-        plot_metric(ax, df, metric, band=band)
-        ax.set_title(titles.get(metric, metric))
-        step_axis(ax)
-        ax.set_ylabel("accuracy")
-    return list(axes)
-
-
 def make_figure(
     df: pd.DataFrame,
     layers: Sequence[int] = LAYERS,
     band: str = "minmax",
     dist_lr: float | None = None,
+    sharey: bool = True,
 ) -> plt.Figure:
     """Accuracy panels on top, activation ridges (rows: layers, columns: conditions) below."""
     require_metrics(df, ACCURACY)
     require_layers(df, LAYER_METRIC, layers)
-    fig = plt.figure(figsize=(7.0, 2.4 + 1.7 * len(layers)), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[2.4, 1.7 * len(layers)])
-    axes = draw_accuracy(top, df, band)
+    fig = plt.figure(figsize=(7.0, 2.9 + 1.7 * len(layers)), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2.9, 1.7 * len(layers)])
+    axes = draw_accuracy(top, df, band, ACCURACY)
     top.suptitle("(a, b) accuracy", fontsize=9)
-    draw_distributions(bottom, df, layers, lr=dist_lr)
+    draw_distributions(bottom, df, layers, lr=dist_lr, sharey=sharey)
     bottom.suptitle(
-        "(c) activation distributions (quantiles 0–100, 5–95, 15–85, 30–70 %, median)", fontsize=9
+        "(c) activation distributions (shaded: quantiles 0–100, 5–95, 15–85, 30–70 % over "
+        "sampled units; line: median)",
+        fontsize=8,
     )
-    legend_below(fig, axes, caption=band_caption(band))
-    return fig
+    quantiles = [LAYER_METRIC.format(k) for k in layers]
+    return finish(fig, df, axes, band_caption(band, df), probe_metrics=quantiles)
 
 
 def add_arguments(parser) -> None:
@@ -67,6 +66,12 @@ def add_arguments(parser) -> None:
         default=None,
         help="learning rate of the runs whose distributions are shown (default: the smallest)",
     )
+    add_sharey(parser)
+
+
+def build(df, args) -> plt.Figure:
+    """The figure from the loaded runs and the parsed command line (also used by the report)."""
+    return make_figure(df, args.layers, args.band, args.dist_lr, args.sharey)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NAME,
         argv,
         __doc__,
-        lambda df, args: make_figure(df, args.layers, args.band, args.dist_lr),
+        build,
         add_arguments,
         metrics=METRICS,
     )

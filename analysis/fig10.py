@@ -8,20 +8,28 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import fig4
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import run_script
+from _common import DLN, add_smoothness_arguments, run_script, smoothness_figure
 
 NAME = "fig10"
 METRICS = ["landscape/*"]  # what the figure reads (fnmatch patterns)
 
 
 def make_figure(
-    df: pd.DataFrame, model: str | None = fig4.DLN, band: str = "minmax", logy: bool = True
+    df: pd.DataFrame, model: str | None = DLN, band: str = "minmax", logy: bool = True
 ) -> plt.Figure:
-    """fig4.make_figure on the DLN runs, y axes in log scale (the DLN's losses span decades)."""
-    return fig4.make_figure(df, model=model, band=band, logy=logy)
+    """Fig. 4's panels for the DLN runs, y axes in log scale (the DLN's losses span decades)."""
+    return smoothness_figure(df, model=model, band=band, logy=logy)
+
+
+def add_arguments(parser) -> None:
+    add_smoothness_arguments(parser, default_model=DLN, default_logy=True)
+
+
+def build(df, args) -> plt.Figure:
+    """The figure from the loaded runs and the parsed command line (also used by the report)."""
+    return make_figure(df, args.model, args.band, args.logy)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,8 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         NAME,
         argv,
         __doc__,
-        lambda df, args: make_figure(df, args.model, args.band, args.logy),
-        lambda parser: fig4.add_arguments(parser, default_model=fig4.DLN, default_logy=True),
+        build,
+        add_arguments,
         metrics=METRICS,
     )
 

@@ -14,10 +14,17 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import add_layers, band_caption, draw_distributions, require_layers, run_script
-from fig1 import draw_accuracy
+from _common import (
+    add_layers,
+    add_sharey,
+    band_caption,
+    draw_accuracy,
+    draw_distributions,
+    finish,
+    require_layers,
+    run_script,
+)
 
-from smoothbench.plotting import legend_below
 from smoothbench.results import MissingMetricError, require_metrics
 
 NAME = "fig2"
@@ -33,6 +40,7 @@ def make_figure(
     band: str = "minmax",
     dist_lr: float | None = None,
     norms: Sequence[str] = NORMS,
+    sharey: bool = True,
 ) -> plt.Figure:
     """Training accuracy on top, activation ridges (rows: layers, columns: nets) below."""
     df = df[df["norm.name"].isin(list(norms))]
@@ -43,15 +51,18 @@ def make_figure(
         )
     require_metrics(df, ["train/acc"])
     require_layers(df, LAYER_METRIC, layers)
-    fig = plt.figure(figsize=(7.0, 2.4 + 1.5 * len(layers)), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[2.4, 1.5 * len(layers)])
-    axes = draw_accuracy(top, df, band, metrics=["train/acc"])
-    draw_distributions(bottom, df, layers, lr=dist_lr)
+    fig = plt.figure(figsize=(7.0, 2.9 + 1.5 * len(layers)), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2.9, 1.5 * len(layers)])
+    axes = draw_accuracy(top, df, band, ["train/acc"])
+    axes[0].set_title("(a) training accuracy")
+    draw_distributions(bottom, df, layers, lr=dist_lr, sharey=sharey)
     bottom.suptitle(
-        "(b) activation distributions (quantiles 0–100, 5–95, 15–85, 30–70 %, median)", fontsize=9
+        "(b) activation distributions (shaded: quantiles 0–100, 5–95, 15–85, 30–70 % over "
+        "sampled units; line: median)",
+        fontsize=8,
     )
-    legend_below(fig, axes, caption=band_caption(band))
-    return fig
+    quantiles = [LAYER_METRIC.format(k) for k in layers]
+    return finish(fig, df, axes, band_caption(band, df), probe_metrics=quantiles)
 
 
 def add_arguments(parser) -> None:
@@ -68,6 +79,12 @@ def add_arguments(parser) -> None:
         default=list(NORMS),
         help=f"normalizations to show (default: {' '.join(NORMS)})",
     )
+    add_sharey(parser)
+
+
+def build(df, args) -> plt.Figure:
+    """The figure from the loaded runs and the parsed command line (also used by the report)."""
+    return make_figure(df, args.layers, args.band, args.dist_lr, args.norms, args.sharey)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NAME,
         argv,
         __doc__,
-        lambda df, args: make_figure(df, args.layers, args.band, args.dist_lr, args.norms),
+        build,
         add_arguments,
         metrics=METRICS,
     )

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import add_layers, band_caption, layers_with, run_script
+from _common import add_layers, band_caption, finish, layers_with, run_script
 
 from smoothbench.plotting import (
     ConditionStyles,
     condition_keys,
     conditions,
-    legend_below,
     plot_metric,
     step_axis,
 )
@@ -58,8 +57,8 @@ def make_figure(
             ax.set_ylabel(label)
             if logy and measure == "l2":
                 ax.set_yscale("log")
-    legend_below(fig, list(axes.ravel()), caption=band_caption(band))
-    return fig
+    drawn = [f"ics/layer{k}/{m}" for k in layers for m, _ in MEASURES]
+    return finish(fig, df, list(axes.ravel()), band_caption(band, ics), probe_metrics=drawn)
 
 
 def add_arguments(parser) -> None:
@@ -67,12 +66,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--logy", action="store_true", help="log scale for the ℓ2 difference")
 
 
+def build(df, args) -> plt.Figure:
+    """The figure from the loaded runs and the parsed command line (also used by the report)."""
+    return make_figure(df, args.layers, args.band, args.logy)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return run_script(
         NAME,
         argv,
         __doc__,
-        lambda df, args: make_figure(df, args.layers, args.band, args.logy),
+        build,
         add_arguments,
         metrics=METRICS,
     )

@@ -17,23 +17,10 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import draw_smoothness, require_smoothness, run_script, smoothness_caption
-
-from smoothbench.plotting import legend_below
-from smoothbench.results import MissingMetricError
+from _common import add_smoothness_arguments, run_script, smoothness_figure
 
 NAME = "fig4"
-DLN = "dln"
 METRICS = ["landscape/*"]  # what the figure reads (fnmatch patterns)
-
-
-def select_model(df: pd.DataFrame, model: str | None) -> tuple[pd.DataFrame, str]:
-    """Rows of one model ("all" keeps every run; None: every model except the DLN)."""
-    if model == "all":
-        return df, ""
-    if model is None:
-        return df[df["model.name"] != DLN], "with a model other than dln"
-    return df[df["model.name"] == model], f"with model {model}"
 
 
 def make_figure(
@@ -43,29 +30,16 @@ def make_figure(
     logy: bool = False,
 ) -> plt.Figure:
     """Three panels: loss landscape, gradient predictiveness, effective β-smoothness."""
-    rows, what = select_model(df, model)
-    if rows.empty:
-        raise MissingMetricError(f"missing metric 'landscape/losses': no loaded run {what}")
-    require_smoothness(rows, what)
-    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.4), layout="constrained")
-    draw_smoothness(axes, rows, band, logy=logy)
-    legend_below(fig, list(axes), caption=smoothness_caption(band))
-    return fig
+    return smoothness_figure(df, model, band, logy)
 
 
-def add_arguments(parser, default_model: str | None = None, default_logy: bool = False) -> None:
-    parser.add_argument(
-        "--model",
-        default=default_model,
-        help="model.name to show; 'all' for every run "
-        f"(default: {default_model or 'every model except dln'})",
-    )
-    parser.add_argument(
-        "--logy",
-        action=argparse.BooleanOptionalAction,
-        default=default_logy,
-        help=f"log-scale y axes (default: {'on' if default_logy else 'off'})",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_smoothness_arguments(parser, default_model=None, default_logy=False)
+
+
+def build(df, args) -> plt.Figure:
+    """The figure from the loaded runs and the parsed command line (also used by the report)."""
+    return make_figure(df, args.model, args.band, args.logy)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NAME,
         argv,
         __doc__,
-        lambda df, args: make_figure(df, args.model, args.band, args.logy),
+        build,
         add_arguments,
         metrics=METRICS,
     )

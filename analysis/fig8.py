@@ -14,13 +14,12 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import add_layers, band_caption, require_layers, run_script
+from _common import add_layers, band_caption, finish, require_layers, run_script
 
 from smoothbench.plotting import (
     ConditionStyles,
     condition_keys,
     conditions,
-    legend_below,
     plot_metric,
     step_axis,
 )
@@ -57,8 +56,7 @@ def make_figure(
             ax.set_ylabel("mean |Δ| over units")
             if logy:
                 ax.set_yscale("log")
-    legend_below(fig, list(axes.ravel()), caption=band_caption(band))
-    return fig
+    return finish(fig, df, list(axes.ravel()), band_caption(band, rows), probe_metrics=metrics)
 
 
 def add_arguments(parser) -> None:
@@ -71,12 +69,17 @@ def add_arguments(parser) -> None:
     )
 
 
+def build(df, args) -> plt.Figure:
+    """The figure from the loaded runs and the parsed command line (also used by the report)."""
+    return make_figure(df, args.layers, args.band, args.logy)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return run_script(
         NAME,
         argv,
         __doc__,
-        lambda df, args: make_figure(df, args.layers, args.band, args.logy),
+        build,
         add_arguments,
         metrics=METRICS,
     )

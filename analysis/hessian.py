@@ -17,13 +17,12 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from _common import band_caption, first_seed_run, run_script
+from _common import BATCH_STAT_NORMS, band_caption, finish, first_seed_run, run_script
 
 from smoothbench.plotting import (
     ConditionStyles,
     condition_keys,
     conditions,
-    legend_below,
     plot_band,
     plot_metric,
     select,
@@ -36,9 +35,18 @@ DENSITY_COLUMNS = 3
 METRICS = ["hessian/*", "train/lr"]  # what the figure reads (fnmatch patterns)
 
 
-def bn_modes(df: pd.DataFrame) -> str:
-    modes = sorted(set(map(str, df.loc[df["metric"] == "hessian/bn_mode", "value"])))
+def bn_modes(df: pd.DataFrame) -> str | None:
+    """The BN statistics the Hessians of the nets with batch statistics used ("train", "eval";
+    "unrecorded"); None when no loaded net has batch statistics (the mode means nothing)."""
+    rows = df[df["norm.name"].astype(str).isin(BATCH_STAT_NORMS)]
+    if rows.empty:
+        return None
+    modes = sorted(set(map(str, rows.loc[rows["metric"] == "hessian/bn_mode", "value"])))
     return "/".join(modes) if modes else "unrecorded"
+
+
+def bn_note(mode: str | None) -> str:
+    return "" if mode is None else f" (BN nets: {mode} statistics)"
 
 
 def edge_of_stability(ax, df: pd.DataFrame, conds) -> None:
@@ -131,17 +139,17 @@ def make_figure(
         else 0
     )
     density_rows = math.ceil(n_density / DENSITY_COLUMNS)
-    fig = plt.figure(figsize=(7.0, 2.6 + 2.0 * density_rows), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[2.6, max(2.0 * density_rows, 1e-3)])
+    fig = plt.figure(figsize=(7.0, 3.3 + 2.0 * density_rows), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.3, max(2.0 * density_rows, 1e-3)])
     axes = top.subplots(1, 2 if has_trace else 1, squeeze=False)[0]
     mode = bn_modes(rows)
     plot_metric(axes[0], rows, "hessian/lambda_max", band=band, styles=styles)
     edge_of_stability(axes[0], rows, conds)
-    axes[0].set_title(f"(a) largest eigenvalue (BN statistics: {mode})")
+    axes[0].set_title(f"(a) largest eigenvalue{bn_note(mode)}")
     axes[0].set_ylabel(r"$\lambda_{\max}$")
     if has_trace:
         draw_trace(axes[1], rows, styles)
-        axes[1].set_title(f"(b) trace, band ±1 s.e. (BN statistics: {mode})")
+        axes[1].set_title(f"(b) trace, band ±1 s.e.{bn_note(mode)}")
         axes[1].set_ylabel("Hessian trace")
     for ax in axes:
         step_axis(ax)
@@ -160,8 +168,9 @@ def make_figure(
             used += 1
         for ax in dens_axes[used:]:
             ax.set_visible(False)
-    legend_below(fig, list(axes), caption=band_caption(band))
-    return fig
+    caption = band_caption(band, rows[rows["metric"] == "hessian/lambda_max"])
+    probes = ["hessian/lambda_max"]
+    return finish(fig, rows, list(axes), caption, probe_metrics=probes)
 
 
 def add_arguments(parser) -> None:
@@ -177,12 +186,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--logy", action="store_true", help="log-scale λ_max and trace")
 
 
+def build(df, args) -> plt.Figure:
+    """The figure from the loaded runs and the parsed command line (also used by the report)."""
+    return make_figure(df, args.band, args.density_steps, args.logy)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return run_script(
         NAME,
         argv,
         __doc__,
-        lambda df, args: make_figure(df, args.band, args.density_steps, args.logy),
+        build,
         add_arguments,
         metrics=METRICS,
     )

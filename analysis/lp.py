@@ -14,13 +14,12 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import SMOOTHNESS_METRICS, band_caption, draw_smoothness, run_script
+from _common import SMOOTHNESS_METRICS, band_caption, draw_smoothness, finish, run_script
 
 from smoothbench.plotting import (
     ConditionStyles,
     condition_keys,
     conditions,
-    legend_below,
     plot_metric,
     step_axis,
 )
@@ -58,7 +57,7 @@ def make_figure(
     fig, axes = plt.subplots(
         len(models),
         ncols,
-        figsize=(7.0 if smooth else 3.5, 0.6 + 2.2 * len(models)),
+        figsize=(7.0 if smooth else 3.5, 1.3 + 2.2 * len(models)),
         squeeze=False,
         layout="constrained",
     )
@@ -79,11 +78,11 @@ def make_figure(
             draw_smoothness(axes[row, 1:], part, band, logy=logy)
             for ax in axes[row, 1:]:
                 ax.set_title(f"{prefix}{ax.get_title()}", fontsize=8)
-    caption = band_caption(band)
+    caption = band_caption(band, rows)
     if smooth:
-        caption += "; loss landscape and gradient predictiveness shaded min–max over step sizes η"
-    legend_below(fig, list(axes.ravel()), caption=caption)
-    return fig
+        caption += ";\nloss landscape and gradient predictiveness: shaded min–max over step sizes η"
+    probes = ["landscape/beta_smoothness"] if smooth else []
+    return finish(fig, rows, list(axes.ravel()), caption, probe_metrics=probes, eta=smooth)
 
 
 def add_arguments(parser) -> None:
@@ -96,12 +95,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--logy", action="store_true", help="log-scale losses and smoothness")
 
 
+def build(df, args) -> plt.Figure:
+    """The figure from the loaded runs and the parsed command line (also used by the report)."""
+    return make_figure(df, args.norms, args.band, args.logy)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return run_script(
         NAME,
         argv,
         __doc__,
-        lambda df, args: make_figure(df, args.norms, args.band, args.logy),
+        build,
         add_arguments,
         metrics=METRICS,
     )

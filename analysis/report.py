@@ -1,10 +1,13 @@
-"""One self-contained HTML page for one or more sweeps.
+"""One self-contained HTML page for the sweeps of a reproduction.
 
-Every figure the runs support (figures embedded as PNG; the others listed with the metric they
-lack), final accuracies per configuration (mean ± sample std over the finished seeds), run
-statuses (counts and one row per run) and the commands that produced the runs.
+It opens with a provenance banner (scale, steps, width, data, seeds, git commit, package
+versions, device, wall times from timings.tsv, W&B links), then the claims table when the runs
+have one, then every figure of the figure table (analysis/figures.py), each drawn only from
+the runs of its own preset; a figure whose runs lack what it compares is listed as not
+drawable, with the reason. Then final accuracies per preset (the swept keys and the results),
+run statuses and the commands that produced the runs.
 
-    python analysis/report.py multirun/fig1/<date> --out reports/fig1
+    python analysis/report.py multirun/reproduce-cpu/fig1 multirun/reproduce-cpu/fig2 --out report
 """
 
 from __future__ import annotations
@@ -14,17 +17,24 @@ import base64
 import html
 import importlib
 import io
+import json
+import re
+import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import layers_for_report
+from _common import layers_for_report, make_parser
+from _notes import HEALTH_METRICS
+from figures import FIGURES, FigureSpec, by_name, unmet_requirements
 
-from smoothbench.plotting import condition_keys, save_figure, set_style
+from smoothbench.plotting import SAVE_OPTIONS, save_figure, set_style, swept_keys
 from smoothbench.results import (
     STATES,
     MissingMetricError,
@@ -37,52 +47,134 @@ from smoothbench.results import (
     tidy_frame,
 )
 
-FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig8", "fig10", "lp", "hessian", "surfaces")
 PNG_DPI = 110
+PAGE_WIDTH_PX = 1400  # the page must fit a window this wide: nothing cropped, no overflow
+CONTENT_WIDTH_PX = 1240  # body max-width below
+NO_PRESET = "(no preset)"
+VERSIONED = ("smoothbench", "torch", "numpy", "pandas", "matplotlib", "hydra-core", "wandb")
 
 
 @dataclass
 class FigureResult:
+    """A figure of the page: drawn (png) or not drawable (reasons)."""
+
     name: str
+    preset: str
     title: str
+    script: str
     png: bytes | None = None
-    skipped: str | None = None
+    reasons: list[str] = field(default_factory=list)
 
 
-def figure_modules(names: Sequence[str] = FIGURES) -> list:
-    """The figure scripts beside this file, imported as modules."""
-    return [importlib.import_module(name) for name in names]
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def figure_module(script: str) -> Any:
+    """A figure script beside this file, imported as a module."""
+    return importlib.import_module(script)
+
+
+def figure_title(module: Any) -> str:
+    """The first paragraph of the script's docstring: whole sentences, never cut."""
+    doc = (module.__doc__ or module.NAME).strip()
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def script_args(module: Any, spec_args: Sequence[str], band: str) -> argparse.Namespace:
+    """The script's own command-line defaults, with the table's arguments for this figure."""
+    parser = make_parser(module.NAME, None)
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
+    return parser.parse_args(["--band", band, *spec_args])
+
+
+def draw(spec: FigureSpec, runs: Sequence[RunRecord], band: str) -> plt.Figure:
+    """The figure of one spec from its preset's runs (MissingMetricError when it cannot)."""
+    module = figure_module(spec.script)
+    args = script_args(module, spec.args, band)
+    if spec.script == "surfaces":
+        return module.build(surface_frame(runs), args)
+    metrics = list(getattr(module, "METRICS", [])) + list(HEALTH_METRICS)
+    df = tidy_frame(runs, metrics=metrics)
+    if df.empty:
+        raise MissingMetricError("missing metrics: the runs recorded nothing yet")
+    if hasattr(module, "LAYER_METRIC") and "--layers" not in spec.args and args.layers:
+        args.layers = layers_for_report(df, module.LAYER_METRIC, args.layers)
+    return module.build(df, args)
+
+
+def requirement_values(runs: Sequence[RunRecord]) -> dict[str, list[Any]]:
+    """Per config key, the values of the runs that recorded something."""
+    values: dict[str, list[Any]] = {}
+    for run in runs:
+        if not run.records:
+            continue
+        for key, value in run.config.items():
+            values.setdefault(key, []).append(value)
+    return values
 
 
 def build_figures(
-    df: pd.DataFrame,
-    surfaces: pd.DataFrame,
+    groups: dict[str, list[RunRecord]],
+    specs: Sequence[FigureSpec],
     band: str = "minmax",
     save_to: Path | None = None,
-    names: Sequence[str] = FIGURES,
 ) -> list[FigureResult]:
-    """Each figure with its defaults; a figure whose data is absent is skipped with the reason."""
+    """Each spec whose preset has runs: drawn, or not drawable with the reasons. Runs without a
+    preset (ad hoc sweeps) get every script that can draw them."""
     results = []
-    for module in figure_modules(names):
-        title = (module.__doc__ or module.NAME).strip().splitlines()[0]
-        try:
-            if module.NAME == "surfaces":
-                fig = module.make_figure(surfaces)
-            elif hasattr(module, "LAYER_METRIC"):  # a smaller net may lack the paper's layers
-                layers = layers_for_report(df, module.LAYER_METRIC, module.LAYERS)
-                fig = module.make_figure(df, layers=layers, band=band)
-            else:
-                fig = module.make_figure(df, band=band)
-        except MissingMetricError as err:
-            results.append(FigureResult(module.NAME, title, skipped=str(err)))
+    for spec in specs:
+        runs = groups.get(spec.preset)
+        if not runs:
             continue
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=PNG_DPI)
-        if save_to is not None:
-            save_figure(fig, save_to, module.NAME)
-        plt.close(fig)
-        results.append(FigureResult(module.NAME, title, png=buffer.getvalue()))
+        results.append(_one_figure(spec, runs, band, save_to))
+    adhoc = groups.get(NO_PRESET)
+    if adhoc:
+        for script in dict.fromkeys(s.script for s in specs):
+            spec = FigureSpec(script, script, NO_PRESET)
+            result = _one_figure(spec, adhoc, band, save_to)
+            if result.png is not None:
+                results.append(result)
     return results
+
+
+def _one_figure(
+    spec: FigureSpec, runs: Sequence[RunRecord], band: str, save_to: Path | None
+) -> FigureResult:
+    module = figure_module(spec.script)
+    result = FigureResult(spec.name, spec.preset, figure_title(module), spec.script)
+    result.reasons = unmet_requirements(spec, requirement_values(runs))
+    if result.reasons:
+        return result
+    try:
+        fig = draw(spec, runs, band)
+    except MissingMetricError as err:
+        result.reasons = [str(err)]
+        return result
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=PNG_DPI, **SAVE_OPTIONS)
+    if save_to is not None:
+        save_figure(fig, save_to, spec.name)
+    plt.close(fig)
+    result.png = buffer.getvalue()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def preset_of(run: RunRecord) -> str:
+    return str(run.config.get("experiment") or NO_PRESET)
+
+
+def group_runs(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Runs per preset (config `experiment`), in the order first seen."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(preset_of(run), []).append(run)
+    return groups
 
 
 def mean_std(values: pd.Series) -> str:
@@ -95,22 +187,35 @@ def mean_std(values: pd.Series) -> str:
     return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
 
 
+def table_keys(table: pd.DataFrame) -> list[str]:
+    """The swept keys of a run table (config keys that differ between its runs), seed aside."""
+    return [k for k in swept_keys(table) if k != "seed"]
+
+
 def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (config minus seed): final accuracies over finished runs, and counts."""
-    keys = condition_keys(table)
-    groups = table.groupby(keys, dropna=False, sort=True) if keys else [((), table)]
+    """Per configuration (swept keys, seeds pooled): final accuracies over finished runs, counts."""
+    keys = table_keys(table)
+    frame = table.astype({k: object for k in keys})
+    groups = frame.groupby(keys, dropna=False, sort=True) if keys else [((), frame)]
     rows = []
     for values, part in groups:
         values = values if isinstance(values, tuple) else (values,)
         finished = part[part["status"] == "finished"]
-        row = dict(zip(keys, values, strict=True))
+        row = {short_key(k): v for k, v in zip(keys, values, strict=True)}
         row["final train acc"] = mean_std(finished["final_train_acc"])
         row["final test acc"] = mean_std(finished["final_test_acc"])
+        row["final test loss"] = mean_std(finished["final_test_loss"])
+        row["seeds"] = part["seed"].nunique()
         row["finished"] = len(finished)
         row["diverged"] = int((part["status"] == "diverged").sum())
         row["other"] = len(part) - row["finished"] - row["diverged"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def short_key(key: str) -> str:
+    """ "norm.name" -> "norm", "optim.lr" -> "lr", "model.shortcut" -> "shortcut"."""
+    return {"norm.name": "norm", "model.name": "model"}.get(key, key.split(".")[-1])
 
 
 def status_counts(table: pd.DataFrame) -> pd.DataFrame:
@@ -119,12 +224,27 @@ def status_counts(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"status": order, "runs": [int(counts[s]) for s in order]})
 
 
-def per_run_table(table: pd.DataFrame, runs: Sequence[RunRecord]) -> pd.DataFrame:
-    commands = {r.run: run_command(r) for r in runs}
-    columns = ["run", "status", "final_step", "reason"] + condition_keys(table) + ["seed"]
-    out = table[list(dict.fromkeys(columns))].copy()
-    out["command"] = out["run"].map(commands)
+def per_run_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: preset, run, status, final step, reason and its swept values."""
+    keys = table_keys(table)
+    out = pd.DataFrame(
+        {
+            "run": table["run"],
+            "status": table["status"],
+            "final step": table["final_step"],
+            "condition": [
+                ", ".join(f"{short_key(k)}={_fmt(row[k])}" for k in keys)
+                for _, row in table.iterrows()
+            ],
+            "seed": table["seed"],
+            "reason": table["reason"],
+        }
+    )
     return out
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def sweep_commands(runs: Sequence[RunRecord]) -> list[tuple[str, list[str]]]:
@@ -140,63 +260,313 @@ def sweep_commands(runs: Sequence[RunRecord]) -> list[tuple[str, list[str]]]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# provenance
+
+
+def _distinct(runs: Sequence[RunRecord], key: str) -> list[Any]:
+    values = [r.config.get(key) for r in runs if r.config.get(key) is not None]
+    return sorted(
+        set(values),
+        key=lambda v: (
+            not isinstance(v, int | float),
+            str(v) if not isinstance(v, int | float) else v,
+        ),
+    )
+
+
+def _config_value(runs: Sequence[RunRecord], pattern: str) -> list[str]:
+    """Distinct values of config keys matching a regex (e.g. a recorded git commit)."""
+    found = []
+    for run in runs:
+        for key, value in run.config.items():
+            if re.search(pattern, key) and value not in (None, "") and str(value) not in found:
+                found.append(str(value))
+    return found
+
+
+def report_commit() -> str | None:
+    """The git commit of the checkout this report is written from (None outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent,
+    ).stdout.strip()
+    return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def find_timings(paths: Sequence[str], runs: Sequence[RunRecord]) -> list[Path]:
+    """timings.tsv files (written by scripts/reproduce.sh) in or above the loaded sweep dirs."""
+    candidates: list[Path] = []
+    for path in [Path(p) for p in paths] + [Path(r.run_dir).parent for r in runs]:
+        for where in (path, path.parent):
+            tsv = where / "timings.tsv"
+            if tsv.is_file() and tsv.resolve() not in candidates:
+                candidates.append(tsv.resolve())
+    return candidates
+
+
+def read_timings(paths: Sequence[Path]) -> pd.DataFrame:
+    """Wall times: one row per step of reproduce.sh (its last time when it ran more than once)."""
+    frames = []
+    for path in paths:
+        try:
+            frame = pd.read_csv(path, sep="\t")
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue
+        if {"step", "seconds"} <= set(frame.columns):
+            frames.append(frame[["step", "seconds"]])
+    if not frames:
+        return pd.DataFrame(columns=["step", "seconds"])
+    return pd.concat(frames).drop_duplicates("step", keep="last").reset_index(drop=True)
+
+
+def wandb_lines(runs: Sequence[RunRecord]) -> list[str]:
+    """W&B links (online runs: the group page) and `wandb sync` commands (offline runs)."""
+    lines = []
+    for run in runs:
+        entity, project = run.config.get("logger.entity"), run.config.get("logger.project")
+        group = run.config.get("logger.group")
+        if run.config.get("logger.name") == "wandb" and entity and project:
+            url = f"https://wandb.ai/{entity}/{project}" + (f"/groups/{group}" if group else "")
+            if url not in lines:
+                lines.append(url)
+        offline = sorted(Path(run.run_dir).glob("wandb/offline-run-*"))
+        if offline:
+            lines.append(f"wandb sync {offline[-1]}")
+    return lines
+
+
+def device_of(runs: Sequence[RunRecord]) -> list[str]:
+    """Devices the runs used: from their train.log when it says, else the config's `device`."""
+    found = []
+    for run in runs:
+        device = None
+        log = Path(run.run_dir) / "train.log"
+        if log.is_file():
+            match = re.search(r"\bdevice[:= ]+([\w:]+)", log.read_text(errors="replace"))
+            device = match.group(1) if match else None
+        device = device or run.config.get("device")
+        if device is not None and str(device) not in found:
+            found.append(str(device))
+    return found
+
+
+def banner_rows(paths: Sequence[str], runs: Sequence[RunRecord]) -> list[tuple[str, str]]:
+    """(label, HTML) rows of the provenance banner."""
+    e = html.escape
+    joined = lambda values: ", ".join(_fmt(v) for v in values) or "unrecorded"  # noqa: E731
+    models = []
+    for run in runs:
+        text = str(run.config.get("model.name"))
+        if run.config.get("model.width") is not None:
+            text += f" (width {_fmt(run.config['model.width'])})"
+        if text not in models:
+            models.append(text)
+    rows = [
+        ("scale", e(joined(_distinct(runs, "scale")))),
+        ("steps", e(joined(_distinct(runs, "steps")))),
+        ("models", e(", ".join(models))),
+        ("data", e(joined(_distinct(runs, "data.name")))),
+        ("seeds", e(joined(_distinct(runs, "seed")))),
+        ("presets", e(", ".join(group_runs(runs)))),
+        ("runs", f"{len(runs)} in {len({str(Path(r.run_dir).parent) for r in runs})} sweep dirs"),
+    ]
+    commits = _config_value(runs, r"(^|\.)(git_?commit|commit)$")
+    if commits:
+        rows.append(("git commit (runs)", e(", ".join(commits))))
+    else:
+        here = report_commit()
+        rows.append(
+            ("git commit", e(f"{here or 'unknown'} (of this report; the runs record none)"))
+        )
+    versions = _config_value(runs, r"(^|\.)versions?\.")
+    shown = versions or [f"{k} {v}" for k, v in package_versions().items()]
+    label = "packages (runs)" if versions else "packages (this report)"
+    rows.append((label, e(", ".join(shown))))
+    rows.append(("device", e(joined(device_of(runs)))))
+    timings = read_timings(find_timings(paths, runs))
+    if not timings.empty:
+        seconds = pd.to_numeric(timings["seconds"], errors="coerce")
+        parts = timings["step"].astype(str).str.split(":").str[0]
+        totals = seconds.groupby(parts).sum()
+        text = ", ".join(f"{kind} {_duration(s)}" for kind, s in totals.items())
+        rows.append(("wall time", e(f"{_duration(seconds.sum())} in all ({text})")))
+    links = wandb_lines(runs)
+    if links:
+        items = [
+            f'<a href="{e(x)}">{e(x)}</a>' if x.startswith("https://") else f"<code>{e(x)}</code>"
+            for x in links[:6]
+        ]
+        more = f" and {len(links) - 6} more" if len(links) > 6 else ""
+        rows.append(("W&B", "<br>".join(items) + more))
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ---------------------------------------------------------------------------------------------
+# claims
+
+
+def find_claims(paths: Sequence[str], out: Path) -> Path | None:
+    """claims.json beside the report or in or above a loaded sweep dir (the first found)."""
+    for where in [out] + [Path(p) for p in paths] + [Path(p).parent for p in paths]:
+        if (where / "claims.json").is_file():
+            return where / "claims.json"
+    return None
+
+
+def claims_html(path: Path | None, figure_ids: Sequence[str]) -> str | None:
+    """The claims table as an HTML block, each row linking to its figure when it names one.
+
+    Uses the claims package's own renderer when it has one; else a plain table of the JSON
+    (a list of objects, or {"claims": [...]})."""
+    if path is None:
+        return None
+    try:
+        claims = importlib.import_module("smoothbench.claims")
+        render = getattr(claims, "to_html", None)
+    except ImportError:
+        render = None
+    if render is not None:
+        try:
+            return str(render(path, figure_link=lambda name: f"#{name}"))
+        except TypeError:
+            return str(render(path))
+    data = json.loads(path.read_text())
+    rows = data.get("claims", []) if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    if "figure" in frame:
+        frame["figure"] = [
+            f'<a href="#{html.escape(str(f))}">{html.escape(str(f))}</a>'
+            if str(f) in figure_ids
+            else html.escape(str(f))
+            for f in frame["figure"]
+        ]
+    return frame.to_html(index=False, border=0, classes="table", escape=False, na_rep="")
+
+
+# ---------------------------------------------------------------------------------------------
+# the page
+
+
 def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, na_rep="", border=0, classes="table")
 
 
-STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
-h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
-table.table { border-collapse: collapse; font-size: 0.85em; }
-table.table th, table.table td { padding: 2px 8px; border-bottom: 1px solid #eee; }
-pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; }
-figcaption { font-size: 0.9em; color: #444; }
+STYLE = f"""
+body {{ font-family: system-ui, sans-serif; max-width: {CONTENT_WIDTH_PX}px; margin: 2em auto;
+  padding: 0 1em; color: #222; overflow-wrap: anywhere; }}
+h1 {{ font-size: 1.5em; }} h2 {{ margin-top: 2em; border-bottom: 1px solid #ccc; }}
+table.table {{ border-collapse: collapse; font-size: 0.85em; max-width: 100%; }}
+table.table th, table.table td {{ padding: 2px 8px; border-bottom: 1px solid #eee;
+  text-align: left; vertical-align: top; }}
+table.banner {{ border-collapse: collapse; font-size: 0.9em; background: #f4f7fb; width: 100%; }}
+table.banner th {{ text-align: left; padding: 2px 10px; width: 11em; vertical-align: top; }}
+table.banner td {{ padding: 2px 10px; }}
+pre {{ background: #f6f6f6; padding: 0.6em; font-size: 0.85em; white-space: pre-wrap;
+  overflow-wrap: anywhere; }}
+figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; height: auto; }}
+figcaption {{ font-size: 0.9em; color: #444; }}
+.notdrawable {{ border-left: 3px solid #b00000; padding: 0.3em 0.8em; background: #fbf3f3; }}
 """
 
 
 def render_html(
     sources: Sequence[str],
+    banner: Sequence[tuple[str, str]],
+    claims: str | None,
     figures: Sequence[FigureResult],
-    accuracy: pd.DataFrame,
+    accuracy: Sequence[tuple[str, pd.DataFrame]],
     counts: pd.DataFrame,
     per_run: pd.DataFrame,
     commands: Sequence[tuple[str, list[str]]],
+    missing_presets: Sequence[str] = (),
 ) -> str:
-    """The page: header, accuracies, figures, statuses, commands."""
+    """The page: banner, claims, figures, accuracies, statuses, commands."""
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>smoothbench report</title>',
-        f"<style>{STYLE}</style></head><body>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>smoothbench report</title><style>{STYLE}</style></head><body>",
         "<h1>smoothbench report</h1>",
+        '<table class="banner" id="provenance">',
+    ]
+    parts += [f"<tr><th>{e(label)}</th><td>{value}</td></tr>" for label, value in banner]
+    parts += [
+        "</table>",
         "<p>Runs from: "
         + ", ".join(f"<code>{e(s)}</code>" for s in sources)
         + ". Written "
         + e(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
         + ".</p>",
-        "<h2>Final accuracy per configuration</h2>",
-        "<p>Mean ± sample standard deviation (ddof = 1) over the finished runs (seeds) of each "
-        "configuration: the last recorded training-batch and test accuracy. Diverged and other "
-        "runs are counted, not averaged.</p>",
-        _table_html(accuracy),
-        "<h2>Figures</h2>",
     ]
+    if claims:
+        parts += ['<h2 id="claims">Claims</h2>', claims]
+    parts.append("<h2>Figures</h2>")
     for figure in figures:
+        where = f"preset <code>{e(figure.preset)}</code>"
+        command = f"python analysis/{e(figure.script)}.py"
         if figure.png is None:
+            parts.append(
+                f'<div class="notdrawable" id="{e(figure.name)}"><b>{e(figure.name)}</b> '
+                f"({where}) is not drawable from these runs: "
+                + "; ".join(e(r) for r in figure.reasons)
+                + "</div>"
+            )
             continue
         data = base64.b64encode(figure.png).decode("ascii")
         parts.append(
             f'<figure id="{e(figure.name)}"><img alt="{e(figure.name)}" '
-            f'src="data:image/png;base64,{data}"><figcaption><b>{e(figure.name)}</b>: '
-            f"{e(figure.title)} (<code>python analysis/{e(figure.name)}.py</code>)"
-            "</figcaption></figure>"
+            f'src="data:image/png;base64,{data}"><figcaption><b>{e(figure.name)}</b> '
+            f"({where}): {e(figure.title)} (<code>{command}</code>)</figcaption></figure>"
         )
-    skipped = [f for f in figures if f.png is None]
-    if skipped:
-        parts.append("<p>Not shown (the runs lack their data):</p><ul>")
-        parts += [f"<li><b>{e(f.name)}</b>: {e(f.skipped or '')}</li>" for f in skipped]
-        parts.append("</ul>")
+    if missing_presets:
+        parts.append(
+            "<p>Figures of presets not among these runs: "
+            + ", ".join(f"<code>{e(p)}</code>" for p in missing_presets)
+            + ".</p>"
+        )
+    parts += [
+        "<h2>Final accuracy per configuration</h2>",
+        "<p>Per preset, the swept keys and mean ± sample standard deviation (ddof = 1) over the "
+        "finished runs (seeds) of each configuration: the last recorded training-batch and test "
+        "accuracy and test loss. Diverged and other runs are counted, not averaged.</p>",
+    ]
+    for preset, table in accuracy:
+        parts += [f"<h3>{e(preset)}</h3>", _table_html(table)]
     parts += [
         "<h2>Run statuses</h2>",
         _table_html(counts),
@@ -217,25 +587,30 @@ def write_report(
     band: str = "minmax",
     status: Sequence[str] | None = None,
     save_figures: bool = False,
-    figures: Sequence[str] = FIGURES,
+    figures: Sequence[str] | None = None,
 ) -> Path:
     """Write `<out>/report.html` for the runs under `paths` (only the named figures); returns it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = sorted({p for m in figure_modules(figures) for p in getattr(m, "METRICS", [])})
+    specs = by_name(figures)
     runs = read_runs(paths, status=status)
-    df = tidy_frame(runs, metrics=metrics)
-    table = run_table(runs)
-    results = build_figures(
-        df, surface_frame(runs), band=band, save_to=out if save_figures else None, names=figures
-    )
+    groups = group_runs(runs)
+    results = build_figures(groups, specs, band=band, save_to=out if save_figures else None)
+    accuracy = []
+    for preset, group in groups.items():
+        accuracy.append((preset, accuracy_table(run_table(group))))
+    per_run = pd.concat([per_run_table(run_table(g)) for g in groups.values()], ignore_index=True)
+    missing = sorted({s.preset for s in specs if s.preset not in groups})
     page = render_html(
-        [str(p) for p in paths],
+        sorted({str(Path(r.run_dir).parent) for r in runs}),
+        banner_rows(paths, runs),
+        claims_html(find_claims(paths, out), [r.name for r in results]),
         results,
-        accuracy_table(table),
-        status_counts(table),
-        per_run_table(table, runs),
+        accuracy,
+        status_counts(run_table(runs)),
+        per_run,
         sweep_commands(runs),
+        missing,
     )
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
@@ -260,9 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--figures",
         nargs="+",
-        choices=FIGURES,
-        default=list(FIGURES),
-        help="figures to try (default: all)",
+        choices=[f.name for f in FIGURES],
+        default=None,
+        help="figures to try (default: every figure of analysis/figures.py)",
     )
     parser.add_argument(
         "--save-figures",

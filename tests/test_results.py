@@ -96,12 +96,20 @@ def test_list_metrics_stay_lists(vgg):
 
 def test_config_columns_are_the_varying_ones_plus_the_axes(sweeps, vgg):
     config = [c for c in vgg.columns[7:]]
-    # norm, lr and seed vary; model.name is always there; nothing constant (data.name, ...)
-    assert config == ["model.name", "norm.name", "optim.lr", "seed"]
+    # norm, lr and seed vary; model.name is always there; the context keys (scale, budget,
+    # width, data, device) for provenance; nothing else constant (batch_size, norm.eps, ...)
+    assert config == ["model.name", "norm.name", "optim.lr", "seed"] + [
+        "experiment",
+        "scale",
+        "steps",
+        "model.width",
+        "data.name",
+        "device",
+    ]
     row = vgg[vgg["run"] == "4"].iloc[0]
     assert (row["norm.name"], row["optim.lr"], row["seed"]) == ("batch", 0.5, 0)
     both = load_runs([sweeps["vgg"], sweeps["dln"]], metrics="train/loss")
-    assert "experiment" in both.columns and "data.name" not in both.columns
+    assert "experiment" in both.columns and "batch_size" not in both.columns
     assert set(both["model.name"]) == {"vgg11", "dln"}
     assert set(both["run"]) >= {"vgg_sweep/0", "dln_sweep/3"}
     assert set(both["metric"]) == {"train/loss"}

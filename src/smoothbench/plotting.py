@@ -25,7 +25,12 @@ from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from smoothbench.models.norms import NORM_NAMES, NORMS  # noqa: E402
-from smoothbench.results import aggregate_seeds, config_keys, metric_frame  # noqa: E402
+from smoothbench.results import (  # noqa: E402
+    CONTEXT_COLUMNS,
+    aggregate_seeds,
+    config_keys,
+    metric_frame,
+)
 
 # fontTools logs a harmless warning about the embedded fonts' timestamps on every PDF it subsets
 logging.getLogger("fontTools").setLevel(logging.ERROR)
@@ -37,10 +42,29 @@ NORM_COLORS: dict[str, tuple[float, float, float]] = {
 }
 NORM_LABELS = {name: info.label for name, info in NORMS.items()}
 LINESTYLES = ("-", "--", ":", "-.")
+# one marker per condition, so that lines drawn on top of each other all stay visible
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+MARKERS_PER_LINE = 8  # at most about this many markers on one line
 BAND_CAPTIONS = {
     "minmax": "line: mean over seeds; band: min–max over seeds",
     "std": "line: mean over seeds; band: ±1 std over seeds",
 }
+# Config keys that never define a condition: they change what is recorded or where, not the
+# training (probes are bitwise neutral), so runs differing only in them are the same condition.
+BOOKKEEPING_KEYS = (
+    "probes.*",
+    "logger.*",
+    "keep_checkpoints",
+    "checkpoint_every",
+    "eval_every",
+    "eval_batch_size",
+    "progress",
+    "resume",
+    "data.root",
+    "data.download",
+    "device",
+    "hydra.*",
+)
 # quantile pairs of act/layerK/quantiles (0,5,15,30,50,70,85,95,100 %) shaded from wide to narrow
 RIDGE_PAIRS = ((0, 8), (1, 7), (2, 6), (3, 5))
 RIDGE_ALPHAS = (0.15, 0.25, 0.35, 0.5)
@@ -77,23 +101,49 @@ def norm_label(name: str | None) -> str:
 def save_figure(fig: matplotlib.figure.Figure, out_dir: str | os.PathLike, name: str) -> list[Path]:
     """Write `<out_dir>/<name>.pdf` and `.png` at the figure's own size; returns both paths.
 
-    Figures use constrained layout (legends included), so nothing is cropped or lost.
+    Figures use constrained layout (legends and notes included), so nothing is cropped or lost.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.pdf", out / f"{name}.png"]
     for path in paths:
-        fig.savefig(path)
+        fig.savefig(path, **SAVE_OPTIONS)
     return paths
+
+
+# every file of a figure (PDF, PNG, the report's PNG) is saved the same way: the figure's size
+SAVE_OPTIONS: dict[str, Any] = {}
 
 
 # ---------------------------------------------------------------------------------------------
 # conditions: the config values a line stands for
 
 
+def is_bookkeeping(key: str) -> bool:
+    """Whether a config key only changes what is recorded (see BOOKKEEPING_KEYS)."""
+    return any(
+        key == pattern or (pattern.endswith(".*") and key.startswith(pattern[:-1]))
+        for pattern in BOOKKEEPING_KEYS
+    )
+
+
+def _varies(df: pd.DataFrame, key: str) -> bool:
+    return df[key].astype(object).map(repr).nunique() > 1
+
+
 def condition_keys(df: pd.DataFrame) -> list[str]:
-    """Config columns that define a condition: all loaded config columns except the seed."""
-    return [k for k in config_keys(df) if k != "seed"]
+    """Config columns that define a condition: the loaded config columns except the seed and
+    bookkeeping keys; context keys (experiment, scale, steps, ...) only where they vary."""
+    return [
+        k
+        for k in config_keys(df)
+        if k != "seed" and not is_bookkeeping(k) and (k not in CONTEXT_COLUMNS or _varies(df, k))
+    ]
+
+
+def swept_keys(df: pd.DataFrame) -> list[str]:
+    """The condition keys whose value differs between the loaded runs (what a sweep varied)."""
+    return [k for k in condition_keys(df) if _varies(df, k)]
 
 
 def _sort_value(value: Any) -> tuple:
@@ -157,6 +207,7 @@ class ConditionStyles:
     """Colour by normalization, line style by the position of the rest of the condition."""
 
     def __init__(self, conds: Sequence[Mapping[str, Any]]):
+        self.keys = list(dict.fromkeys(k for c in conds for k in c))
         self.varying = varying_keys(conds)
         others = []
         for c in conds:
@@ -165,12 +216,17 @@ class ConditionStyles:
                 others.append(rest)
         self._others = others
 
+        self._all = [tuple(repr(c.get(k)) for k in self.varying) for c in conds]
+
     def __call__(self, condition: Mapping[str, Any]) -> dict[str, Any]:
         rest = tuple(repr(condition.get(k)) for k in self.varying if k != "norm.name")
         index = self._others.index(rest) if rest in self._others else 0
+        whole = tuple(repr(condition.get(k)) for k in self.varying)
+        position = self._all.index(whole) if whole in self._all else 0
         return {
             "color": norm_color(condition.get("norm.name")),
             "linestyle": LINESTYLES[index % len(LINESTYLES)],
+            "marker": MARKERS[position % len(MARKERS)],
             "label": condition_label(condition, self.varying),
         }
 
@@ -179,10 +235,27 @@ class ConditionStyles:
 # drawing
 
 
+class StepLocator(MaxNLocator):
+    """At most 5 round, whole-number ticks. MaxNLocator(integer=True) falls back on fractional
+    ticks when the axis spans less than a step (one probe point); those are dropped here."""
+
+    def __init__(self) -> None:
+        super().__init__(nbins=5, integer=True, steps=[1, 2, 5, 10])
+
+    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
+        ticks = super().tick_values(vmin, vmax)
+        return ticks[np.isclose(ticks, np.round(ticks))]
+
+
 def step_axis(ax: matplotlib.axes.Axes) -> None:
     """Label the x axis as training steps, with whole-number ticks."""
     ax.set_xlabel("training step")
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # panels are narrow
+    ax.xaxis.set_major_locator(StepLocator())  # panels are narrow: few ticks
+
+
+def markevery(n: int) -> int:
+    """Every how many points a line of n points carries a marker (about MARKERS_PER_LINE)."""
+    return max(1, math.ceil(n / MARKERS_PER_LINE))
 
 
 def plot_band(
@@ -195,17 +268,33 @@ def plot_band(
     color: Any,
     label: str | None = None,
     linestyle: str = "-",
+    marker: str = "o",
     alpha: float = 0.2,
 ) -> matplotlib.lines.Line2D:
-    """A mean line (gid "mean") over a shaded lo..hi band; returns the line."""
-    # a condition measured once or twice (a run that stopped early) still shows up
-    marker = "o" if len(steps) <= 2 else None
+    """A mean line (gid "mean") over a shaded lo..hi band; returns the line.
+
+    Markers (hollow, one shape per condition) keep lines that lie on top of each other visible.
+    No band is drawn where lo == hi everywhere (one seed): there is no spread to show.
+    """
     (line,) = ax.plot(
-        steps, mean, color=color, linestyle=linestyle, label=label, lw=1.2, marker=marker, ms=3
+        steps,
+        mean,
+        color=color,
+        linestyle=linestyle,
+        label=label,
+        lw=1.2,
+        marker=marker,
+        ms=3.5,
+        mfc="none",
+        mew=0.9,
+        markevery=markevery(len(steps)),
     )
     line.set_gid("mean")
     if lo is not None and hi is not None:
-        ax.fill_between(steps, lo, hi, color=color, alpha=alpha, lw=0)
+        lo_values = np.asarray(lo, dtype=float)
+        hi_values = np.asarray(hi, dtype=float)
+        if np.nanmax(np.abs(hi_values - lo_values), initial=0.0) > 0:
+            ax.fill_between(steps, lo_values, hi_values, color=color, alpha=alpha, lw=0)
     return line
 
 
@@ -220,8 +309,9 @@ def plot_metric(
 ) -> list[matplotlib.lines.Line2D]:
     """One mean line with a seed band per condition for a scalar metric; returns the lines."""
     rows = metric_frame(df, metric)
-    keys = list(keys if keys is not None else condition_keys(df))
-    conds = conditions(rows, keys)
+    if keys is None:  # the styles' keys, so that every label names what the figure varies
+        keys = styles.keys if styles is not None and styles.keys else condition_keys(df)
+    conds = conditions(rows, list(keys))
     styles = styles or ConditionStyles(conds)
     lines = []
     for condition in conds:
@@ -243,10 +333,11 @@ def plot_range_band(
     color: Any,
     label: str | None = None,
     linestyle: str = "-",
+    marker: str = "o",
     alpha: float = 0.3,
 ) -> None:
     """A shaded range lo..hi per step with thin edge lines (gids "lo" and "hi"; the legend
-    entry is the lower edge, so it shows the condition's line style)."""
+    entry is the lower edge, so it shows the condition's line style and marker)."""
     ax.fill_between(steps, lo, hi, color=color, alpha=alpha, lw=0)
     for gid, values in (("lo", lo), ("hi", hi)):
         (edge,) = ax.plot(
@@ -255,6 +346,11 @@ def plot_range_band(
             color=color,
             linestyle=linestyle,
             lw=0.8,
+            marker=marker,
+            ms=3,
+            mfc="none",
+            mew=0.8,
+            markevery=markevery(len(steps)),
             label=label if gid == "lo" else None,
         )
         edge.set_gid(gid)
@@ -285,22 +381,31 @@ def plot_ridges(
 
 
 def legend_below(
-    fig: matplotlib.figure.Figure, axes: Sequence[matplotlib.axes.Axes], caption: str | None = None
-) -> None:
-    """One legend for the whole figure (handles of all axes, de-duplicated), below the panels."""
+    fig: matplotlib.figure.Figure,
+    axes: Sequence[matplotlib.axes.Axes],
+    caption: str | None = None,
+    outside: bool = True,
+) -> matplotlib.legend.Legend | None:
+    """One legend for the whole figure (handles of all axes, de-duplicated), below the panels.
+
+    `outside`: constrained layout makes room for it below the panels. Without, the legend is
+    left for the caller to place (e.g. in a strip it reserves, above a footer).
+    """
     handles, labels = [], []
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    if handles:
-        fig.legend(
-            handles,
-            labels,
-            loc="outside lower center",  # constrained layout makes room below the panels
-            ncol=min(len(labels), 3),
-            frameon=False,
-            title=caption,
-            title_fontsize=7,
-        )
+    if not handles:
+        return None
+    return fig.legend(
+        handles,
+        labels,
+        loc="outside lower center" if outside else "upper center",
+        # short labels side by side; long ones (several swept keys) three to a row
+        ncol=min(len(labels), 4 if max(map(len, labels)) <= 32 else 3),
+        frameon=False,
+        title=caption,
+        title_fontsize=7,
+    )

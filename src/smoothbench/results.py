@@ -16,8 +16,9 @@ The tidy frame (`load_runs`) has one row per (run, step, metric):
 list-valued metrics (quantiles, histograms, eigenvalues, ...) stay Python lists and strings
 stay strings, so `value` is float64 when every loaded metric is a number and object otherwise.
 Config columns are the flattened dotted keys (`norm.name`, `optim.lr`, ...) that vary across
-the loaded runs, plus always `model.name`, `norm.name`, `optim.lr` and `seed`; list-valued
-config entries become tuples so that frames can be grouped by them.
+the loaded runs, plus always `model.name`, `norm.name`, `optim.lr` and `seed`, and the context
+keys (`experiment`, `scale`, `steps`, `model.width`, `data.name`, `device`) the runs record;
+list-valued config entries become tuples so that frames can be grouped by them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ import pandas as pd
 STATES = ("running", "finished", "diverged", "failed", "unknown")
 # Config columns every frame carries, varying or not: the axes of every figure.
 ALWAYS_COLUMNS = ("model.name", "norm.name", "optim.lr", "seed")
+# Config columns carried whenever a run records them, varying or not: what a figure's provenance
+# footer and the report's banner state (scale, budget, width, data, device).
+CONTEXT_COLUMNS = ("experiment", "scale", "steps", "model.width", "data.name", "device")
 TIDY_COLUMNS = ("run", "run_dir", "status", "step", "epoch", "metric", "value")
 # W&B run states -> ours, for runs whose summary does not carry our own final state.
 WANDB_STATES = {
@@ -263,7 +267,8 @@ def _hashable(value: Any) -> str:
 
 
 def config_columns(runs: Sequence[RunRecord]) -> list[str]:
-    """Dotted config keys that differ between runs, plus the ALWAYS_COLUMNS, in a stable order."""
+    """Dotted config keys that differ between runs, plus the ALWAYS_COLUMNS and the
+    CONTEXT_COLUMNS some run records, in a stable order."""
     keys: list[str] = []
     for run in runs:
         keys += [k for k in run.config if k not in keys]
@@ -272,7 +277,8 @@ def config_columns(runs: Sequence[RunRecord]) -> list[str]:
         for k in keys
         if len({_hashable(r.config[k]) if k in r.config else "<absent>" for r in runs}) > 1
     ]
-    return list(ALWAYS_COLUMNS) + [k for k in varying if k not in ALWAYS_COLUMNS]
+    fixed = list(ALWAYS_COLUMNS) + [k for k in CONTEXT_COLUMNS if k in keys]
+    return fixed + [k for k in varying if k not in fixed]
 
 
 def _metric_matcher(metrics: str | Iterable[str] | None):
