@@ -60,6 +60,30 @@ def test_wandb_failure_does_not_stop_training(smoke, tmp_path, monkeypatch):
     assert len(read_metrics(tmp_path)) == 7
 
 
+def test_a_mirror_that_stopped_mid_run_is_complete_at_the_end(smoke, tmp_path, monkeypatch):
+    import wandb
+
+    import smoothbench.sinks as sinks
+
+    monkeypatch.setattr(sinks, "RETRY_DELAYS", (0.0, 0.0))
+    real_log, calls = wandb.sdk.wandb_run.Run.log, []
+
+    def failing_log(self, data, *args, **kwargs):
+        calls.append(data["step"])
+        if data["step"] == 1 and calls.count(1) <= 3:  # every try of step 1 during the run
+            raise ConnectionError("W&B unreachable")
+        return real_log(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", failing_log)
+    with pytest.warns(UserWarning, match="mirror pauses"):
+        train(smoke("logger=wandb", "steps=3", "probes=off"), tmp_path)
+    # paused after step 1: steps 2 and 3 were not sent during the run, then backfilled
+    assert calls == [0, 1, 1, 1, 1, 2, 3]
+    history = read_history(offline_record(tmp_path))
+    assert sorted(h["step"] for h in history) == [r["step"] for r in read_metrics(tmp_path)]
+    assert sorted(h["step"] for h in history) == [0, 1, 2, 3]
+
+
 class FlakyRun:
     """A stand-in W&B run whose `log` fails on chosen calls."""
 
@@ -110,6 +134,23 @@ def test_a_stopped_mirror_backfills_its_missing_rows_from_the_record(tmp_path):
     assert sink.backfill() == 0
     assert sorted(r["step"] for r in run.rows) == [0, 1, 2, 3, 4]
     assert {r["train/two_over_lr"] for r in run.rows} == {4.0}
+
+
+def test_a_mirror_still_down_at_the_end_gives_up_after_one_row(tmp_path):
+    from smoothbench.sinks import JsonlSink
+
+    run = FlakyRun(fail_calls=set(range(2, 100)))  # down from step 1 on
+    sink = flaky_sink(tmp_path, run)
+    jsonl = JsonlSink(tmp_path / "metrics.jsonl")
+    with pytest.warns(UserWarning, match="mirror pauses"):
+        for step in range(6):
+            jsonl.log({"step": step})
+            sink.log({"step": step})
+    jsonl.close()
+    calls = run.calls
+    with pytest.warns(UserWarning):
+        assert sink.backfill() == 5
+    assert run.calls - calls == 3  # one row's tries (1 + 2 retries), not 5 rows' worth
 
 
 def test_a_resumed_mirror_backfills_only_its_own_session(tmp_path):

@@ -187,13 +187,13 @@ class WandbSink:
         mode: str = "offline",
         name: str | None = None,
         record_path: str | Path | None = None,
-        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        retry_delays: tuple[float, ...] | None = None,
         echo=print,
     ):
         self.run = None
         self.run_dir = Path(run_dir)
         self.record_path = Path(record_path) if record_path else self.run_dir / "metrics.jsonl"
-        self.retry_delays = tuple(retry_delays)
+        self.retry_delays = tuple(RETRY_DELAYS if retry_delays is None else retry_delays)
         self.echo = echo
         self.sync_dir: Path | None = None  # the offline run's folder, set by close()
         self._logged: set[int] = set()  # steps the mirror holds
@@ -335,7 +335,10 @@ class WandbSink:
             and r["step"] >= self._first_step
             and r["step"] not in self._logged
         ]
-        return sum(not self._send(r) for r in missing)
+        for done, record in enumerate(missing):
+            if not self._send(record):  # still down: stop rather than wait out every row
+                return len(missing) - done
+        return 0
 
     def close(self, state: str | None = None) -> None:
         if self.run is None:
