@@ -35,6 +35,15 @@ def preset(name: str) -> dict:
     return yaml.safe_load((REPO / "conf" / "experiment" / f"{name}.yaml").read_text())
 
 
+def composed(name: str, scale: str = "paper") -> dict:
+    """The preset's composed config at `scale` (regimes may set its layers), with `hydra`."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", [f"experiment={name}", f"scale={scale}"], return_hydra_config=True)
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
 def mirrored_key_patterns() -> list[re.Pattern]:
     """Keys of docs/metrics.md that the W&B sink mirrors: scalars and the activation histograms."""
     patterns = []
@@ -74,7 +83,7 @@ def test_panels_show_mirrored_keys_of_probed_layers(name):
     patterns = mirrored_key_patterns()
     assert any(p.match("train/acc") for p in patterns)  # the parser read the table
     assert not any(p.match("landscape/losses") for p in patterns)  # lists are not mirrored
-    probes = preset(name).get("probes") or {}
+    probes = composed(name)["probes"]
     for key in spec_keys(dash.FIGURES[name]):
         if key in DERIVED_KEYS:  # derived by the sink from a documented key
             continue
@@ -90,7 +99,7 @@ def test_panels_show_mirrored_keys_of_probed_layers(name):
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_groups_are_the_swept_config_keys(name):
-    swept = preset(name)["hydra"]["sweeper"]["params"]
+    swept = composed(name)["hydra"]["sweeper"]["params"]
     # a config group (norm, model) is chosen by name; anything else is a value
     varied = {
         (k + ".name" if k in ("norm", "model") else k)
@@ -122,7 +131,7 @@ def test_fig8_moment_changes_are_on_a_log_axis():
 def test_fig2_has_the_activation_distributions_of_its_probed_layers():
     hists = [k for k in spec_keys(dash.FIGURES["fig2"]) if k.endswith("/hist")]
     assert hists == [
-        f"act/layer{k}/hist" for k in preset("fig2")["probes"]["activations"]["layers"]
+        f"act/layer{k}/hist" for k in composed("fig2")["probes"]["activations"]["layers"]
     ]
 
 
