@@ -441,3 +441,32 @@ def test_every_norm_has_a_label_and_a_colour():
     assert len(set(labels)) == len(labels) and len(set(colours)) == len(colours)
     # every norm has its Hydra config group entry
     assert {p.stem for p in (REPO_CONF / "norm").glob("*.yaml")} == set(NORM_NAMES)
+
+
+def test_noise_net_trains_with_its_noise_and_probes_leave_it_alone(tmp_path):
+    from conftest import compose_config, read_metrics
+
+    from smoothbench.train import train
+
+    common = ("scale=smoke", "steps=3", "eval_every=3", "model.width=0.0625")
+    probes = (
+        "probes.landscape.schedule.every=1",
+        "probes.landscape.points=2",
+        "probes.activations.schedule.every=1",
+        "probes.ics.schedule.kind=every",
+        "probes.ics.schedule.every=1",
+        "probes.ics.layers=[2]",
+    )
+    runs = {
+        "off": ("norm=noise", "probes=off"),
+        "on": ("norm=noise", *probes),
+        "none": ("norm=none", "probes=off"),
+    }
+    losses = {}
+    for name, overrides in runs.items():
+        train(compose_config(*common, *overrides), tmp_path / name)
+        lines = read_metrics(tmp_path / name)
+        losses[name] = [line["train/loss"] for line in lines if "train/loss" in line]
+    assert len(losses["off"]) == 3
+    assert losses["on"] == losses["off"]  # bitwise: probes see the step's noise, never redraw
+    assert losses["off"] != losses["none"]  # the noise is there in training

@@ -574,7 +574,7 @@ def evaluate_claim(
     if not per_seed:
         return _not_run(claim, "no seed has runs of both arms in the same setting", used)
 
-    # preconditions: every paired run finished, enough points, the claim's own checks
+    # preconditions: every paired run finished, the claim's own checks, enough points
     failed = None
     for arm in needed:
         for run in (r for r in paired if _arm_of(claim, r) == arm):
@@ -588,6 +588,12 @@ def evaluate_claim(
         if failed:
             break
     if failed is None:
+        paired_arms = {arm: [r for r in paired if _arm_of(claim, r) == arm] for arm in needed}
+        for pre in claim.preconditions:
+            failed = check_precondition(pre, claim, paired_arms)
+            if failed:
+                break
+    if failed is None:
         for run in paired:
             value, points = stats[run.run]
             skip = run.status == "diverged"
@@ -597,12 +603,6 @@ def evaluate_claim(
                     f"{points} point(s) of {claim.statistic.metric} for its statistic "
                     f"(needs {claim.statistic.min_points})"
                 )
-                break
-    if failed is None:
-        paired_arms = {arm: [r for r in paired if _arm_of(claim, r) == arm] for arm in needed}
-        for pre in claim.preconditions:
-            failed = check_precondition(pre, claim, paired_arms)
-            if failed:
                 break
 
     effects = {
