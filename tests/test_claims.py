@@ -238,7 +238,7 @@ def test_standard_net_at_chance_is_named_in_the_why():
     claim = CLAIMS_BY_ID["bn_lowers_beta_vgg"]
     records, _ = claim_runs(claim, holds=True, broken="control")
     result = evaluate_claim(claim, run_data(records))
-    assert result.why.startswith("norm=none net never left chance: test acc 0.1 (seed 0")
+    assert result.why.startswith("standard net never left chance: test acc 0.1 (seed 0")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -437,6 +437,7 @@ def test_every_norm_has_a_label_and_a_colour():
     labels = [norm_label(n) for n in NORM_NAMES]
     colours = [norm_color(n) for n in NORM_NAMES]
     assert labels == [NORMS[n].label for n in NORM_NAMES] and all(labels)
+    assert all(NORMS[n].short and NORMS[n].description for n in NORM_NAMES)
     assert all(is_color_like(NORMS[n].color) for n in NORM_NAMES)
     assert len(set(labels)) == len(labels) and len(set(colours)) == len(colours)
     # every norm has its Hydra config group entry

@@ -380,8 +380,16 @@ def _describe_run(claim: Claim, run: RunData, arm: str) -> str:
 
 
 def _arm_label(claim: Claim, arm: str) -> str:
+    """'standard net', 'BN net', 'net without shortcuts': the arm in words for a why."""
     if claim.compare is None:
         return "the net"
+    value = claim.treatment if arm == "treatment" else claim.control
+    if claim.compare == "norm.name":
+        from smoothbench.models.norms import NORMS
+
+        return f"{NORMS[value].short if value in NORMS else value} net"
+    if claim.compare == "model.shortcut":
+        return "net with shortcuts" if value else "net without shortcuts"
     return f"{claim.arm_words(arm)} net"
 
 

@@ -31,6 +31,7 @@ class NormInfo:
 
     name: str
     label: str  # figure legends (matplotlib mathtext allowed)
+    short: str  # plain text for tables and messages ("standard net never left chance")
     color: str  # hex; seaborn's colorblind palette, fixed per normalization
     description: str
 
@@ -39,27 +40,45 @@ class NormInfo:
 NORMS: dict[str, NormInfo] = {
     n.name: n
     for n in (
-        NormInfo("none", "Standard", "#0173b2", "no normalization (the conv keeps its bias)"),
-        NormInfo("batch", "Standard + BatchNorm", "#d55e00", "torch's BatchNorm"),
+        NormInfo(
+            "none", "Standard", "standard", "#0173b2", "no normalization (the conv keeps its bias)"
+        ),
+        NormInfo("batch", "Standard + BatchNorm", "BN", "#d55e00", "torch's BatchNorm"),
         NormInfo(
             "noisy_batch",
             'Standard + "Noisy" BatchNorm',
+            "noisy BN",
             "#029e73",
             "BatchNorm, then paper Algorithm 1's per-step noise",
         ),
         NormInfo(
             "noise",
             "Standard + noise",
+            "standard + noise",
             "#fbafe4",
             "paper Algorithm 1's per-step noise without BatchNorm",
         ),
-        NormInfo("l1", "Standard + $\\ell_1$ norm", "#cc78bc", "mean-centred ℓ1 normalization"),
-        NormInfo("l2", "Standard + $\\ell_2$ norm", "#de8f05", "mean-centred ℓ2 normalization"),
         NormInfo(
-            "linf", "Standard + $\\ell_\\infty$ norm", "#ca9161", "mean-centred ℓ∞ normalization"
+            "l1", "Standard + $\\ell_1$ norm", "ℓ1", "#cc78bc", "mean-centred ℓ1 normalization"
         ),
-        NormInfo("layer", "Standard + LayerNorm", "#ece133", "torch's LayerNorm (GroupNorm(1))"),
-        NormInfo("group", "Standard + GroupNorm", "#56b4e9", "torch's GroupNorm"),
+        NormInfo(
+            "l2", "Standard + $\\ell_2$ norm", "ℓ2", "#de8f05", "mean-centred ℓ2 normalization"
+        ),
+        NormInfo(
+            "linf",
+            "Standard + $\\ell_\\infty$ norm",
+            "ℓ∞",
+            "#ca9161",
+            "mean-centred ℓ∞ normalization",
+        ),
+        NormInfo(
+            "layer",
+            "Standard + LayerNorm",
+            "LayerNorm",
+            "#ece133",
+            "torch's LayerNorm (GroupNorm(1))",
+        ),
+        NormInfo("group", "Standard + GroupNorm", "GroupNorm", "#56b4e9", "torch's GroupNorm"),
     )
 }
 NORM_NAMES = tuple(NORMS)
