@@ -9,6 +9,7 @@ values outside what the statistic reads (before warm-up, other steps) are delibe
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import subprocess
@@ -429,20 +430,24 @@ def test_too_few_probe_points_is_inconclusive():
 def test_not_run_without_the_preset_the_arm_or_the_metric():
     claim = CLAIMS_BY_ID["noise_without_bn_hurts"]
     assert evaluate_claim(claim, []).verdict == "not run"
-    assert evaluate_claim(claim, []).why.startswith("no fig2 runs; preset change needed: ")
-    # fig2 as shipped: none, batch, noisy_batch, no noise
+    assert evaluate_claim(claim, []).why == "no fig2 runs"
+    # fig2 swept without the noise arm (as before norm=noise existed)
     records, _ = claim_runs(claim, holds=True)
     controls = [r for r in records if "control" in r.run]
     result = evaluate_claim(claim, run_data(controls))
-    assert result.verdict == "not run"
-    assert result.why.startswith(
-        "no fig2 run has norm=noise; preset change needed: experiment=fig2"
+    assert result.verdict == "not run" and result.why == "no fig2 run has norm=noise"
+    # a claim that names the preset change it needs says so
+    pending = dataclasses.replace(claim, needs="norm=noise in experiment=fig2's sweep")
+    result = evaluate_claim(pending, run_data(controls))
+    assert result.why == (
+        "no fig2 run has norm=noise; preset change needed: norm=noise in experiment=fig2's sweep"
     )
+    # runs without the metric: fig4 runs that never ran the bn probe
     damping = CLAIMS_BY_ID["bn_damping_every_step"]
-    fig4 = [r for r in claim_runs(CLAIMS_BY_ID["bn_lowers_beta_vgg"])[0]]
+    fig4 = claim_runs(CLAIMS_BY_ID["bn_lowers_beta_vgg"])[0]
     result = evaluate_claim(damping, run_data(fig4))
     assert result.verdict == "not run"
-    assert result.why.startswith("no fig1 or fig2 or fig4 or lp run records bn/layer*/grad_ratio")
+    assert result.why == "no fig1 or fig2 or fig4 or lp run records bn/layer*/grad_ratio"
 
 
 def test_edge_of_stability_is_not_run_on_sgd_hessian_runs():

@@ -342,7 +342,6 @@ def _distribution_claims() -> list[Claim]:
             direction="<",
             preconditions=(Precondition("left_chance", arms=("control",)),),
             allow_diverged=("treatment",),
-            needs="experiment=fig2 sweeping norm=none,batch,noisy_batch,noise",
         )
     )
     return claims
@@ -509,8 +508,6 @@ def _hessian_claims() -> list[Claim]:
             null=1.0,
             every_run=True,
             where={"norm.name": "batch"},
-            needs="the bn probe in the BN runs: probes.bn.schedule={kind: every, every: 50} "
-            "in experiment=fig4 (or fig1)",
         )
     )
     return claims
@@ -534,7 +531,7 @@ def _literature_claims() -> list[Claim]:
         ),
         Claim(
             id="edge_of_stability",
-            figure="hessian",
+            figure="eos",
             source="Cohen et al. 2021",
             statement="Under full-batch gradient descent at a constant lr, λ_max rises to about "
             "2/lr and hovers there: late in training λ_max · lr / 2 lies in (0.8, 1.5).",
@@ -550,9 +547,6 @@ def _literature_claims() -> list[Claim]:
             direction="within",
             band=(0.8, 1.5),
             preconditions=(Precondition("started_below_edge", arms=("treatment",), factor=0.8),),
-            needs="a preset of full-batch GD runs with the hessian probe: experiment=eos "
-            "(optim=gd, optim.full_batch=true, momentum 0, constant lr, a CIFAR-10 subset small "
-            "enough for full batches, norm=none, hessian probe every few steps, two lrs)",
         ),
     ]
 
