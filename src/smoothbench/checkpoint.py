@@ -8,6 +8,7 @@ torn one. A file that does not load is refused, never silently replaced by a fre
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,46 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write `payload` atomically; a failure (a full disk) leaves `path` as it was, no temp file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def keep_previous(path: str | Path, previous: str | Path) -> None:
+    """Make `previous` a copy of the checkpoint at `path` (if any) before `path` is replaced.
+
+    A hard link where the filesystem has them, else a copy; either way `path` stays in place the
+    whole time, so a kill at any instant still leaves a loadable `path`.
+    """
+    path, previous = Path(path), Path(previous)
+    if not path.is_file():
+        return
+    tmp = previous.with_name(f".{previous.name}.tmp{os.getpid()}")
+    try:
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, previous)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
 
 
 # Entries holding model/optimizer tensors: the only ones `map_location` moves. RNG states must

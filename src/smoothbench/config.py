@@ -8,6 +8,7 @@ compose time with Hydra's own message. Checks of values (lr > 0, a known model n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +168,9 @@ class TrainConfig:
     progress: bool = True  # progress bar
     scale: str = "cpu"  # name of the budget (set by scale=): smoke | cpu | paper
     experiment: str | None = None  # name of the preset (set by experiment=)
+    # auto: continue from checkpoints/last.pt when there is one. from_checkpoint: also when
+    # metrics.jsonl lost rows (a power cut), rerun from the last checkpoint whose rows are intact
+    resume: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     norm: NormConfig = field(default_factory=NormConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -194,6 +198,7 @@ NON_TRAJECTORY_KEYS = (
     "probes",
     "logger",
     "device",
+    "resume",
 )
 
 
@@ -232,17 +237,61 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 
 def _positive(key: str, value: float, strict: bool = True) -> None:
-    if value is None or (value <= 0 if strict else value < 0):
+    bad = value is None or not math.isfinite(value) or (value <= 0 if strict else value < 0)
+    if bad:
         raise ConfigError(f"{key}={value} must be {'>' if strict else '>='} 0")
 
 
+def _at_least(key: str, value: int, low: int) -> None:
+    if value is None or value < low:
+        raise ConfigError(f"{key}={value} must be >= {low}")
+
+
+def _between(key: str, value: float, low: float, high: float, high_open: bool = False) -> None:
+    inside = value is not None and math.isfinite(value) and low <= value
+    inside = inside and (value < high if high_open else value <= high)
+    if not inside:
+        raise ConfigError(f"{key}={value} must be in [{low:g}, {high:g}{')' if high_open else ']'}")
+
+
+def unknown_keys(cfg: Any, schema: type = None, prefix: str = "") -> list[str]:
+    """Dotted keys of `cfg` that the schema (`TrainConfig`) does not have (`+foo=1`)."""
+    from dataclasses import MISSING as NO_FACTORY
+    from dataclasses import fields, is_dataclass
+
+    from omegaconf import DictConfig
+
+    schema = schema or TrainConfig
+    known = {f.name: f for f in fields(schema)}
+    found = []
+    for key in cfg.keys() if isinstance(cfg, DictConfig) else ():
+        name = f"{prefix}{key}"
+        if key not in known:
+            found.append(name)
+            continue
+        factory = known[key].default_factory
+        if factory is not NO_FACTORY and is_dataclass(factory()):
+            found += unknown_keys(cfg[key], type(factory()), prefix=f"{name}.")
+    return found
+
+
+PROBES = ("activations", "ics", "landscape", "bn", "hessian")
+
+
 def validate(cfg: Any) -> None:
-    """Check the values of a composed config; raise ConfigError on the first bad one."""
+    """Check a composed config up front; raise ConfigError (one line) on the first bad value.
+
+    Every range the code relies on is checked here, before anything is built or written, so
+    nothing deep inside fails on a value the user typed.
+    """
     from smoothbench.build import LR_SCHEDULES, OPTIMIZER_NAMES
     from smoothbench.data import DATA_NAMES
     from smoothbench.models import INIT_NAMES, MODEL_NAMES, NORM_NAMES
     from smoothbench.probes.schedule import SCHEDULE_KINDS
 
+    extra = unknown_keys(cfg)
+    if extra:
+        raise ConfigError(f"unknown key {extra[0]!r}; `--cfg job` lists the allowed keys")
     _choice("model", cfg.model.name, MODEL_NAMES)
     _choice("norm", cfg.norm.name, NORM_NAMES)
     _choice("data", cfg.data.name, DATA_NAMES)
@@ -250,26 +299,75 @@ def validate(cfg: Any) -> None:
     _choice("lr schedule", cfg.optim.schedule, LR_SCHEDULES)
     _choice("init", cfg.model.init, INIT_NAMES)
     _choice("device", cfg.device, ("auto", "cpu", "cuda"))
+    _choice("resume", cfg.resume, ("auto", "from_checkpoint"))
     _choice("logger", cfg.logger.name, ("local", "wandb"))
     _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
     _choice("probes.grad_norms", cfg.probes.grad_norms, ("per_layer", "total"))
     _choice("probes.hessian.bn_mode", cfg.probes.hessian.bn_mode, ("train", "eval"))
+    _at_least("seed", cfg.seed, 0)
     _positive("optim.lr", cfg.optim.lr)
     _positive("model.width", cfg.model.width)
-    if cfg.steps < 1:
-        raise ConfigError(f"steps={cfg.steps} must be >= 1")
+    _at_least("model.depth", cfg.model.depth, 1)
+    _at_least("model.dim", cfg.model.dim, 1)
+    _positive("norm.eps", cfg.norm.eps)
+    _between("norm.momentum", cfg.norm.momentum, 0, 1)
+    _at_least("norm.groups", cfg.norm.groups, 1)
+    for key in ("n_mu", "r_mu", "r_sigma"):
+        _positive(f"norm.noise.{key}", cfg.norm.noise[key], strict=False)
+    if not cfg.norm.noise.n_sigma >= 1:
+        raise ConfigError(f"norm.noise.n_sigma={cfg.norm.noise.n_sigma} must be >= 1")
+    _positive("optim.momentum", cfg.optim.momentum, strict=False)
+    _positive("optim.weight_decay", cfg.optim.weight_decay, strict=False)
+    _positive("optim.gamma", cfg.optim.gamma)
+    for m in cfg.optim.milestones:
+        _between("optim.milestones", m, 0, 1)
+    if len(cfg.optim.betas) != 2:
+        raise ConfigError(f"optim.betas={list(cfg.optim.betas)} must be two numbers in [0, 1)")
+    for i, beta in enumerate(cfg.optim.betas):
+        _between(f"optim.betas[{i}]", beta, 0, 1, high_open=True)
+    if cfg.optim.nesterov and cfg.optim.name == "sgd" and cfg.optim.momentum <= 0:
+        raise ConfigError(
+            f"optim.nesterov=true needs optim.momentum > 0 (got {cfg.optim.momentum})"
+        )
+    _at_least("steps", cfg.steps, 1)
     for key in ("batch_size", "eval_every", "checkpoint_every", "eval_batch_size"):
-        if cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]} must be >= 1")
-    for name in ("activations", "ics", "landscape", "bn", "hessian"):
+        _at_least(key, cfg[key], 1)
+    for step in cfg.keep_checkpoints:
+        _at_least("keep_checkpoints", step, 1)
+    _at_least("data.num_samples", cfg.data.num_samples, 1)
+    _at_least("data.dim", cfg.data.dim, 1)
+    _between("data.test_fraction", cfg.data.test_fraction, 0, 1, high_open=True)
+    if cfg.data.test_fraction <= 0:
+        raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} must be in (0, 1)")
+    for name in PROBES:
         schedule = cfg.probes[name].schedule
         _choice(f"probes.{name}.schedule.kind", schedule.kind, SCHEDULE_KINDS)
-        if schedule.kind == "every" and schedule.every < 1:
-            raise ConfigError(f"probes.{name}.schedule.every={schedule.every} must be >= 1")
-    if cfg.probes.hessian.trace_max_probes < 2:
+        _at_least(f"probes.{name}.schedule.every", schedule.every, 1)
+        _at_least(f"probes.{name}.schedule.num", schedule.num, 1)
+        for step in schedule.steps:
+            _at_least(f"probes.{name}.schedule.steps", step, 0)
+    for name in ("activations", "ics"):
+        for layer in cfg.probes[name].layers:
+            _at_least(f"probes.{name}.layers", layer, 1)
+    _at_least("probes.activations.units", cfg.probes.activations.units, 1)
+    landscape = cfg.probes.landscape
+    _at_least("probes.landscape.points", landscape.points, 2)
+    for key in ("low", "high"):
+        if landscape[key] is not None:
+            _positive(f"probes.landscape.{key}", landscape[key])
+    if landscape.low is not None and landscape.high is not None and landscape.low >= landscape.high:
         raise ConfigError(
-            f"probes.hessian.trace_max_probes={cfg.probes.hessian.trace_max_probes} must be >= 2"
+            f"probes.landscape.low={landscape.low} must be below "
+            f"probes.landscape.high={landscape.high}"
         )
+    h = cfg.probes.hessian
+    _at_least("probes.hessian.batch_size", h.batch_size, 1)
+    _at_least("probes.hessian.top_k", h.top_k, 1)
+    _positive("probes.hessian.tol", h.tol)
+    _positive("probes.hessian.trace_rtol", h.trace_rtol)
+    _at_least("probes.hessian.trace_max_probes", h.trace_max_probes, 2)
+    _at_least("probes.hessian.density_steps", h.density_steps, 2)
+    _at_least("probes.hessian.density_probes", h.density_probes, 1)
     if cfg.model.name == "dln" and cfg.data.name != "gaussian":
         raise ConfigError(
             f"model dln needs data=gaussian (regression targets), got data={cfg.data.name}"
@@ -290,3 +388,17 @@ def validate(cfg: Any) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("device=cuda but no CUDA device is available; use device=auto or cpu")
+
+
+def check_batch_fits(cfg: Any, num_train: int) -> None:
+    """Refuse a batch larger than the training set: full-batch training is `optim.full_batch`."""
+    if not cfg.optim.full_batch and cfg.batch_size > num_train:
+        raise ConfigError(
+            f"batch_size={cfg.batch_size} is larger than the training set ({num_train} examples); "
+            f"use batch_size <= {num_train}, or optim.full_batch=true for full-batch training"
+        )
+    if cfg.probes.hessian.schedule.kind != "off" and cfg.probes.hessian.batch_size > num_train:
+        raise ConfigError(
+            f"probes.hessian.batch_size={cfg.probes.hessian.batch_size} is larger than the "
+            f"training set ({num_train} examples); use a value <= {num_train}"
+        )

@@ -4,62 +4,74 @@
     smoothbench-train norm=none optim.lr=0.5 scale=smoke
     smoothbench-train -m norm=none,batch seed=0,1,2    # a local sweep
 
-The loop reads top to bottom: build, resume if the run dir holds a checkpoint, then per step
-probes (at θ_t) -> forward/backward -> update (-> ICS) -> record -> checkpoint on schedule.
+The loop reads top to bottom: check the command and the run dir (lock, resume), build, then per
+step forward/backward -> stop if the loss is not finite -> probes (at θ_t, as before the forward)
+-> update (-> ICS) -> record -> checkpoint on schedule.
+
+torch is imported inside the functions that need it, so `--help` and Tab completion stay fast.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
-import sys
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
-from smoothbench.build import (
-    build_data_from_config,
-    build_model_from_config,
-    build_optimizer,
-    build_probe_runner,
-    learning_rate,
-    loss_fn_for,
-)
-from smoothbench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from smoothbench.cli import EXIT_FAILED, fail, run_hydra_main
 from smoothbench.config import (
     ConfigError,
+    check_batch_fits,
     config_differences,
     register_configs,
     trajectory_config,
     validate,
 )
-from smoothbench.data import DataError
-from smoothbench.models import set_noise_step
-from smoothbench.probes.state import parameters_dict, rng_state, set_rng_state
-from smoothbench.sinks import FanOut, JsonlSink, WandbSink
+from smoothbench.rundir import (
+    RunDirBusy,
+    RunLock,
+    read_status,
+    remove_temp_files,
+    write_status,
+)
 
+if TYPE_CHECKING:
+    import torch
+
+PROG = "smoothbench-train"
 CONF_DIR = os.environ.get("SMOOTHBENCH_CONF", str(Path(__file__).resolve().parents[2] / "conf"))
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
+METRICS = "metrics.jsonl"
+log = logging.getLogger(__name__)
+
+
+class RunFailed(RuntimeError):
+    """The run stopped on an error outside the user's input (a full disk): one line, exit 1."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the command or the run dir: one line on stderr, exit 2."""
+    from smoothbench.checkpoint import CheckpointError
+    from smoothbench.data import DataError
+
+    return (ConfigError, DataError, CheckpointError, RunDirBusy)
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def write_status(run_dir: Path, state: str, step: int, reason: str | None = None) -> None:
-    tmp = run_dir / ".status.json.tmp"
-    tmp.write_text(json.dumps({"state": state, "step": step, "reason": reason}) + "\n")
-    os.replace(tmp, run_dir / "status.json")
 
 
 def check_writable(run_dir: Path) -> None:
@@ -72,18 +84,20 @@ def check_writable(run_dir: Path) -> None:
         raise ConfigError(f"run dir {str(run_dir)!r} cannot be written ({err.strerror})") from None
 
 
-@torch.no_grad()
 def evaluate(model, loss_fn, data, batch_size: int, classify: bool) -> dict[str, float]:
     """Test loss (and accuracy) over the whole test set, norms in eval mode, mode restored."""
+    import torch
+
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    for x, y in data.test_batches(batch_size):
-        out = model(x)
-        total_loss += loss_fn(out, y).item() * len(y)
-        if classify:
-            correct += (out.argmax(1) == y).sum().item()
-        count += len(y)
+    with torch.no_grad():
+        for x, y in data.test_batches(batch_size):
+            out = model(x)
+            total_loss += loss_fn(out, y).item() * len(y)
+            if classify:
+                correct += (out.argmax(1) == y).sum().item()
+            count += len(y)
     model.train(was_training)
     result = {"test/loss": total_loss / count}
     if classify:
@@ -92,6 +106,8 @@ def evaluate(model, loss_fn, data, batch_size: int, classify: bool) -> dict[str,
 
 
 def gradient_norms(model, per_layer: bool) -> dict[str, float]:
+    import torch
+
     named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
     norms = torch._foreach_norm([g for _, g in named])
     values = torch.stack(norms).tolist()  # one device sync for all of them
@@ -102,6 +118,8 @@ def gradient_norms(model, per_layer: bool) -> dict[str, float]:
 
 
 def make_sinks(cfg: DictConfig, run_dir: Path, truncate_to: int | None):
+    from smoothbench.sinks import FanOut, JsonlSink, WandbSink
+
     jsonl = JsonlSink(run_dir / "metrics.jsonl", truncate_to=truncate_to)
     mirror = None
     if cfg.logger.name == "wandb":
@@ -111,18 +129,257 @@ def make_sinks(cfg: DictConfig, run_dir: Path, truncate_to: int | None):
     return jsonl, FanOut(jsonl, mirror)
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run (or resume) training in `run_dir`; returns the final status dict."""
+# ---- resume: which checkpoint, and whether metrics.jsonl still holds its rows ----
+
+
+def _metrics_size(run_dir: Path) -> int | None:
+    try:
+        return (run_dir / METRICS).stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def _rows_intact(run_dir: Path, metrics_bytes: int) -> bool:
+    """metrics.jsonl holds at least `metrics_bytes` bytes, ending there on a whole line."""
+    size = _metrics_size(run_dir)
+    if size is None or size < metrics_bytes:
+        return False
+    if metrics_bytes == 0:
+        return True
+    with open(run_dir / METRICS, "rb") as f:
+        f.seek(metrics_bytes - 1)
+        return f.read(1) == b"\n"
+
+
+def _checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
+    """last.pt, prev.pt and kept step_<N>.pt: what `resume=from_checkpoint` may restart from."""
+    return [ckpt_dir / "last.pt", ckpt_dir / "prev.pt", *sorted(ckpt_dir.glob("step_*.pt"))]
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's written data to disk (fsync works on any descriptor of the file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def plan_resume(
+    cfg: DictConfig, run_dir: Path, resolved: dict[str, Any], device
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The checkpoint to continue from (None: start at step 0) and a line saying what was chosen.
+
+    Raises ConfigError when resuming would be dishonest: another run's checkpoint, fewer steps
+    than already trained, or a metrics.jsonl that lost rows (unless `resume=from_checkpoint`).
+    """
+    from smoothbench.checkpoint import load_checkpoint
+
+    ckpt_dir = run_dir / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    if not last_path.exists():
+        return None, None
+    ckpt = load_checkpoint(last_path, map_location=device)
+    _check_same_run(ckpt, resolved, run_dir)
+    if cfg.steps < ckpt["step"]:
+        raise ConfigError(
+            f"steps={cfg.steps} is below the step of the run dir's checkpoint "
+            f"({ckpt['step']}) in {str(run_dir)!r}; use steps >= {ckpt['step']} to continue "
+            "it, or a new run dir"
+        )
+    if _rows_intact(run_dir, ckpt["metrics_bytes"]):
+        return ckpt, f"resuming at step {ckpt['step']} from {last_path}"
+    size = _metrics_size(run_dir)
+    have = f"{METRICS} is missing" if size is None else f"{METRICS} has {size} bytes"
+    if cfg.resume != "from_checkpoint":
+        raise ConfigError(
+            f"{have} but the checkpoint at step {ckpt['step']} expects "
+            f"{ckpt['metrics_bytes']}: rows were lost (e.g. a power cut); rerun with "
+            "resume=from_checkpoint to rewrite them from the last checkpoint whose rows are "
+            "intact, or use a new run dir"
+        )
+    # recovery: the latest checkpoint whose rows are all there; the lost rows are recomputed
+    best = None
+    for path in _checkpoint_candidates(ckpt_dir):
+        if not path.is_file():
+            continue
+        try:
+            candidate = load_checkpoint(path, map_location=device)
+            _check_same_run(candidate, resolved, run_dir)
+        except Exception:  # a damaged or foreign spare is simply not a candidate
+            continue
+        fits = candidate["step"] <= cfg.steps
+        if fits and _rows_intact(run_dir, candidate["metrics_bytes"]):
+            if best is None or candidate["step"] > best[0]["step"]:
+                best = (candidate, path)
+    if best is None:
+        return None, (
+            f"resume=from_checkpoint: {have}, no checkpoint's rows are intact; "
+            "rerunning from step 0"
+        )
+    candidate, path = best
+    return candidate, (
+        f"resume=from_checkpoint: {have}; rerunning from step {candidate['step']} ({path.name}) "
+        f"to rewrite the rows after it"
+    )
+
+
+def _check_same_run(ckpt: dict[str, Any], resolved: dict[str, Any], run_dir: Path) -> None:
+    diffs = config_differences(trajectory_config(ckpt["config"]), trajectory_config(resolved))
+    if diffs:
+        raise ConfigError(
+            f"run dir {str(run_dir)!r} holds a checkpoint of a different run "
+            f"({'; '.join(diffs)}); use a new run dir or restore the config"
+        )
+
+
+def _already_finished(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> bool:
+    status = read_status(run_dir) or {}
+    return (
+        ckpt is not None
+        and ckpt["step"] == cfg.steps
+        and status.get("state") == "finished"
+        and status.get("step") == cfg.steps
+        and (_metrics_size(run_dir) or 0) > ckpt["metrics_bytes"]  # the final line is there
+    )
+
+
+def _last_row(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    with open(run_dir / METRICS, "rb") as f:
+        lines = f.read().splitlines()
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return {}
+
+
+# ---- probes see the model exactly as it was before the training forward pass ----
+
+
+def _snapshot(model) -> dict[str, Any]:
+    from smoothbench.probes.state import rng_state
+
+    return {
+        "buffers": {n: b.detach().clone() for n, b in model.named_buffers()},
+        "rng": rng_state(),
+    }
+
+
+@contextmanager
+def _as_before_forward(model, before: dict[str, Any]) -> Iterator[None]:
+    """Buffers (BN running statistics) and RNG states as they were before the forward pass.
+
+    The loss is checked before any probe runs, so the forward pass now comes first; probes must
+    still measure θ_t exactly as they did when they ran before it (same values, same bytes).
+    """
+    import torch
+
+    from smoothbench.probes.state import set_rng_state
+
+    after = _snapshot(model)
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for name, value in before["buffers"].items():
+            buffers[name].copy_(value)
+    set_rng_state(before["rng"])
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, value in after["buffers"].items():
+                buffers[name].copy_(value)
+        set_rng_state(after["rng"])
+
+
+# ---- signals: finish the current step, write a checkpoint, exit; a second signal stops at once
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM handler for the run's life: the loop checks `signal_name` after each step."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self.signal_number = 0
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is not None:  # asked twice: stop now, the last checkpoint stands
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        self.signal_number = signum
+
+    def install(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def _disk_fault_message(err: OSError, run_dir: Path) -> str:
+    where = f" writing {err.filename}" if err.filename else f" writing into {run_dir}"
+    return f"{err.strerror or err}{where}"
+
+
+def train(
+    cfg: DictConfig, run_dir: str | Path, on_accepted: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Run (or resume) training in `run_dir`; returns the final status dict.
+
+    Every check (values, the run dir's lock, an honest resume, batch vs data set) comes before
+    anything in the run dir changes; `on_accepted` is called once they have all passed (the
+    entry point writes `.hydra/` there). The result's "state" is finished, diverged, or running
+    (stopped by a signal after a final checkpoint: rerunning the command resumes).
+    """
     validate(cfg)
     run_dir = Path(run_dir)
     check_writable(run_dir)
+    lock = RunLock(run_dir).acquire()
+    try:
+        return _train_locked(cfg, run_dir, on_accepted)
+    finally:
+        lock.release()
+
+
+def _train_locked(
+    cfg: DictConfig, run_dir: Path, on_accepted: Callable[[], None] | None
+) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from smoothbench.build import (
+        build_data_from_config,
+        build_model_from_config,
+        build_optimizer,
+        build_probe_runner,
+        learning_rate,
+        loss_fn_for,
+    )
+    from smoothbench.checkpoint import keep_previous, save_checkpoint
+    from smoothbench.models import set_noise_step
+    from smoothbench.probes.state import parameters_dict, rng_state, set_rng_state
+
     device = resolve_device(cfg.device)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    ckpt, resume_note = plan_resume(cfg, run_dir, resolved, device)
+    if _already_finished(cfg, run_dir, ckpt):
+        last = _last_row(run_dir)
+        return {"state": "finished", "step": cfg.steps, "reason": None, "last": last, "done": True}
+
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     data = build_data_from_config(cfg).to(device)
+    check_batch_fits(cfg, data.num_train)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = build_model_from_config(cfg, num_classes=data.num_classes or cfg.model.dim).to(device)
@@ -138,23 +395,45 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     batch_size = data.num_train if cfg.optim.full_batch else cfg.batch_size
     steps_per_epoch = data.steps_per_epoch(batch_size)
 
-    # resume from the run dir's own checkpoint, if any
     start, truncate_to = 0, 0
-    ckpt_path = run_dir / "checkpoints" / "last.pt"
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
-        diffs = config_differences(trajectory_config(ckpt["config"]), trajectory_config(resolved))
-        if diffs:
-            raise ConfigError(
-                f"run dir {str(run_dir)!r} holds a checkpoint of a different run "
-                f"({'; '.join(diffs)}); use a new run dir or restore the config"
-            )
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         probes.load_state_dict(ckpt.get("probes", {}))
         set_rng_state(ckpt["rng"])
         start, truncate_to = ckpt["step"], ckpt["metrics_bytes"]
+        del ckpt
+
+    # ---- accepted: from here on the run dir changes ----
+    if on_accepted is not None:
+        on_accepted()
+    for path in remove_temp_files(run_dir):
+        log.info("removed %s, left by a process killed while writing", path)
+    log.info(
+        "%s: model %s (width %g), norm %s, data %s, optim %s lr %g, batch %s, steps %d, seed %d, "
+        "device %s",
+        run_dir,
+        cfg.model.name,
+        cfg.model.width,
+        cfg.norm.name,
+        cfg.data.name,
+        cfg.optim.name,
+        cfg.optim.lr,
+        "full" if cfg.optim.full_batch else cfg.batch_size,
+        cfg.steps,
+        cfg.seed,
+        device,
+    )
+    if resume_note:
+        log.info(resume_note)
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_path = ckpt_dir / "last.pt"
     jsonl, sink = make_sinks(cfg, run_dir, truncate_to)
+    clock = {"t0": time.perf_counter(), "step0": start}
+
+    def throughput(step: int) -> float | None:
+        elapsed = time.perf_counter() - clock["t0"]
+        return (step - clock["step0"]) / elapsed if elapsed > 0 and step > clock["step0"] else None
 
     def checkpoint(next_step: int, metrics_bytes: int) -> None:
         payload = {
@@ -166,12 +445,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             "metrics_bytes": metrics_bytes,
             "config": resolved,
         }
+        _fsync(run_dir / METRICS)  # the rows a checkpoint points past must be on disk first
+        keep_previous(ckpt_path, ckpt_dir / "prev.pt")  # resume=from_checkpoint's fallback
         save_checkpoint(ckpt_path, payload)
         if next_step in cfg.keep_checkpoints:
-            save_checkpoint(run_dir / "checkpoints" / f"step_{next_step}.pt", payload)
+            save_checkpoint(ckpt_dir / f"step_{next_step}.pt", payload)
+        write_status(run_dir, "running", next_step, None, throughput(next_step))
 
     write_status(run_dir, "running", start)
-    state, reason, last = "finished", None, {}
+    state, reason, last, record = "finished", None, {}, {"step": start}
+    stop = _StopRequest().install()
     bar = tqdm(
         range(start, cfg.steps),
         initial=start,
@@ -186,10 +469,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         for step in bar:
             set_noise_step(model, step)  # noisy BN: one noise draw per update, seen by all probes
             x, y = data.batch(step, batch_size, cfg.seed, augment=cfg.data.augment)
-            record: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch}
+            head: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch}
             if step % cfg.eval_every == 0:
-                record.update(evaluate(model, loss_fn, data, cfg.eval_batch_size, classify))
-            record.update(probes.measure(step, (x, y)))
+                head.update(evaluate(model, loss_fn, data, cfg.eval_batch_size, classify))
+            probing = probes.any_due(step)
+            before = _snapshot(model) if probing else None
 
             lr = learning_rate(
                 step,
@@ -206,14 +490,21 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                 loss = loss_fn(out.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            record["train/loss"] = loss.item()
-            record["train/lr"] = lr
+            trained: dict[str, Any] = {"train/loss": loss.item(), "train/lr": lr}
             if classify:
-                record["train/acc"] = (out.argmax(1) == y).float().mean().item()
-            if not math.isfinite(record["train/loss"]):
+                trained["train/acc"] = (out.argmax(1) == y).float().mean().item()
+            if not math.isfinite(trained["train/loss"]):
+                record = {**head, **trained}
                 sink.log(record)
                 state, reason = "diverged", f"non-finite training loss at step {step}"
                 break
+            # probes at θ_t, seeing buffers and RNG as before the forward pass: their records
+            # come first in the row, as when they ran before it
+            measured: dict[str, Any] = {}
+            if probing:
+                with _as_before_forward(model, before):
+                    measured = probes.measure(step, (x, y))
+            record = {**head, **measured, **trained}
             record.update(gradient_norms(model, cfg.probes.grad_norms == "per_layer"))
             ics_before = parameters_dict(model) if probes.wants_ics(step) else None
             optimizer.step()
@@ -225,8 +516,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             last = record
             bar.set_postfix(loss=f"{record['train/loss']:.3f}", refresh=False)
             due = (step + 1) % cfg.checkpoint_every == 0 or step + 1 in cfg.keep_checkpoints
-            if due and step + 1 < cfg.steps:
+            if step + 1 < cfg.steps and (due or stop.signal_name):
                 checkpoint(step + 1, jsonl.tell())
+            if stop.signal_name and step + 1 < cfg.steps:
+                state, reason = "running", f"stopped by {stop.signal_name} at step {step + 1}"
+                break
         else:
             # the end: test metrics at the final parameters, on a line of their own
             before_final = jsonl.tell()
@@ -235,47 +529,142 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             sink.log(final)
             last = {**last, **final}
             checkpoint(cfg.steps, before_final)
+    except OSError as err:  # a full or read-only disk: earlier checkpoints and rows are intact
+        bar.close()
+        stop.restore()
+        reason = _disk_fault_message(err, run_dir)
+        _record_failure(run_dir, last.get("step", start), reason)
+        try:
+            sink.close("failed")
+        except OSError:
+            pass
+        remove_temp_files(run_dir)
+        raise RunFailed(f"run failed: {reason}; status.json says failed") from None
     except Exception as err:
         bar.close()
+        stop.restore()
         reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        write_status(run_dir, "failed", last.get("step", start), reason)
+        _record_failure(run_dir, last.get("step", start), reason)
         sink.close("failed")
         raise
-    # KeyboardInterrupt/SystemExit (a preempted job) leave the status "running": it comes back
+    except BaseException:
+        # KeyboardInterrupt (a second signal) or SystemExit: the status stays "running" and
+        # the last checkpoint stands, so the same command resumes
+        bar.close()
+        stop.restore()
+        sink.close(None)
+        raise
     bar.close()
+    stop.restore()
+    if state == "running":  # stopped by a signal, after a final checkpoint
+        write_status(run_dir, "running", record["step"] + 1, reason, throughput(record["step"] + 1))
+        sink.close(None)
+        log.info("%s; checkpoint written; rerun the same command to resume", reason)
+        return {
+            "state": "running",
+            "step": record["step"] + 1,
+            "reason": reason,
+            "last": last,
+            "signal": stop.signal_number,
+        }
     final_step = cfg.steps if state == "finished" else record["step"]
-    write_status(run_dir, state, final_step, reason)
+    write_status(run_dir, state, final_step, reason, throughput(final_step))
     sink.close(state)
     return {"state": state, "step": final_step, "reason": reason, "last": last}
 
 
-def print_summary(result: dict[str, Any], run_dir: Path, seconds: float) -> None:
+def _record_failure(run_dir: Path, step: int, reason: str) -> None:
+    """status.json says failed, if the disk still takes the few bytes."""
+    try:
+        write_status(run_dir, "failed", step, reason)
+    except OSError:
+        log.warning("could not write status.json either")
+
+
+def summary_line(result: dict[str, Any], seconds: float) -> str:
     last = result["last"]
-    parts = [f"{result['state']} at step {result['step']} in {seconds:.1f} s"]
+    if result.get("done"):
+        parts = [f"already finished at step {result['step']}"]
+    else:
+        parts = [f"{result['state']} at step {result['step']} in {seconds:.1f} s"]
     for key in ("train/loss", "train/acc", "test/loss", "test/acc"):
         if key in last and last[key] is not None:
             parts.append(f"{key} {last[key]:.4f}")
     if result["reason"]:
         parts.append(result["reason"])
-    print("smoothbench-train: " + "; ".join(parts))
-    print(f"smoothbench-train: results in {run_dir}")
+    return "; ".join(parts)
+
+
+def write_hydra_output(cfg: DictConfig, run_dir: Path) -> None:
+    """`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`, as Hydra writes them, but only once
+    the command is accepted (the entry point tells Hydra not to write them itself)."""
+    from smoothbench.rundir import write_atomic
+
+    hydra_cfg = HydraConfig.get()
+    out = run_dir / ".hydra"
+    out.mkdir(exist_ok=True)
+    whole = OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)})
+    whole.hydra.output_subdir = ".hydra"
+    for name, node in (
+        ("config.yaml", cfg),
+        ("hydra.yaml", whole),
+        ("overrides.yaml", hydra_cfg.overrides.task),
+    ):
+        write_atomic(out / name, OmegaConf.to_yaml(node).encode())
+
+
+def _run_dir_is_new(run_dir: Path) -> bool:
+    """Nothing in the run dir but the empty log file Hydra opened: this command made it."""
+    try:
+        entries = {p.name: p for p in run_dir.iterdir()}
+    except OSError:
+        return False
+    return all(name.endswith(".log") and p.stat().st_size == 0 for name, p in entries.items())
+
+
+def _remove_new_run_dir(run_dir: Path) -> None:
+    try:
+        for p in run_dir.iterdir():
+            if p.name.endswith(".log") and p.stat().st_size == 0:
+                p.unlink()
+        run_dir.rmdir()
+    except OSError:
+        pass
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
+    import sys
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    new = _run_dir_is_new(run_dir)
     started = time.perf_counter()
+    deferred = HydraConfig.get().output_subdir is None
     try:
-        result = train(cfg, run_dir)
-    except USER_ERRORS as err:
-        print(f"smoothbench-train: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print_summary(result, run_dir, time.perf_counter() - started)
+        result = train(
+            cfg,
+            run_dir,
+            on_accepted=(lambda: write_hydra_output(cfg, run_dir)) if deferred else None,
+        )
+    except user_errors() as err:
+        if new:
+            _remove_new_run_dir(run_dir)
+        fail(PROG, str(err))
+    except RunFailed as err:
+        fail(PROG, str(err), code=EXIT_FAILED)
+    except KeyboardInterrupt:
+        fail(
+            PROG, "stopped at once; rerun the same command to resume from the last checkpoint", 130
+        )
+    log.info(summary_line(result, time.perf_counter() - started))
+    log.info("results in %s", run_dir)
+    if result.get("signal"):
+        sys.exit(128 + result["signal"])
 
 
 def main() -> None:
     register_configs()
-    hydra_main()
+    run_hydra_main(PROG, hydra_main, defer_hydra_output=True)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,15 @@
 The training loop calls `measure(step, batch)` before update `step` (everything at θ_t on the
 step's own batch) and, when `wants_ics(step)`, `measure_covariate_shift(...)` right after the real
 optimizer update. Each probe restores whatever it disturbs, so records are the only effect.
+
+A probe that meets non-finite values (a diverging run: an overflowing Hessian-vector product, a
+NaN activation) records NaN for its quantities, with a warning, instead of stopping the run.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +53,22 @@ def select_layers(model: nn.Module, wanted: list[int]) -> list:
     if bad:
         raise ValueError(f"probe layers {bad} do not exist; this model has layers 1..{len(refs)}")
     return [refs[k - 1] for k in wanted]
+
+
+LANDSCAPE_SCALARS = (
+    "loss_variation",
+    "grad_pred_min",
+    "grad_pred_max",
+    "beta_smoothness",
+    "grad_norm",
+)
+BN_KEYS = ("grad_ratio", "gamma_over_sigma")
+
+
+def _about_non_finite_values(err: BaseException) -> bool:
+    """Whether an error says it met NaN or inf (scipy, numpy and torch phrase it so)."""
+    text = str(err).lower()
+    return any(word in text for word in ("nan", "inf", "finite"))
 
 
 @dataclass
@@ -114,6 +135,12 @@ class ProbeRunner:
         schedule = self.schedules.get(name)
         return schedule is not None and schedule(step)
 
+    def any_due(self, step: int) -> bool:
+        """Whether `measure(step, ...)` runs any probe (ICS aside)."""
+        if self._due("bn", step) and self._bn_modules:
+            return True
+        return any(self._due(name, step) for name in ("activations", "landscape", "hessian"))
+
     def wants_ics(self, step: int) -> bool:
         return self._due("ics", step)
 
@@ -121,37 +148,95 @@ class ProbeRunner:
         """Every probe due at `step` except ICS, at the current parameters θ_step."""
         records: dict[str, Any] = {}
         if self._due("activations", step):
-            stats, self._previous_activations = activation_stats(
-                self.model,
-                batch,
-                self._act_modules,
-                self._act_units,
-                previous=self._previous_activations,
-            )
-            for layer, values in stats.items():
-                for key, value in values.items():
-                    records[f"act/{layer}/{key}"] = value
-        if self._due("landscape", step):
-            result = gradient_landscape(self.model, self.loss_fn, batch, self.landscape_step_sizes)
             records.update(
-                {
-                    "landscape/step_sizes": result["step_sizes"],
-                    "landscape/losses": result["losses"],
-                    "landscape/grad_diffs": result["grad_diffs"],
-                    "landscape/loss_variation": result["loss_variation"],
-                    "landscape/grad_pred_min": result["grad_predictiveness"][0],
-                    "landscape/grad_pred_max": result["grad_predictiveness"][1],
-                    "landscape/beta_smoothness": result["beta_smoothness"],
-                    "landscape/grad_norm": result["grad_norm"],
-                }
+                self._guarded("activations", step, batch, lambda: self._measure_activations(batch))
+            )
+        if self._due("landscape", step):
+            records.update(
+                self._guarded("landscape", step, batch, lambda: self._measure_landscape(batch))
             )
         if self._due("bn", step) and self._bn_modules:
-            damping = bn_gradient_damping(self.model, self.loss_fn, batch, self._bn_modules)
-            for layer, values in damping.items():
-                records[f"bn/{layer}/grad_ratio"] = values["grad_ratio"]
-                records[f"bn/{layer}/gamma_over_sigma"] = values["gamma_over_sigma"]
+            records.update(self._guarded("bn", step, batch, lambda: self._measure_bn(batch)))
         if self._due("hessian", step):
-            records.update(self._measure_hessian())
+            records.update(
+                self._guarded("hessian", step, self.hessian_batch, self._measure_hessian)
+            )
+        return records
+
+    def _guarded(
+        self, name: str, step: int, batch: Batch, measure: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """`measure()`, or NaN for the probe's quantities when it failed on non-finite values."""
+        try:
+            return measure()
+        except (ArithmeticError, ValueError, RuntimeError) as err:
+            if not _about_non_finite_values(err) and self._finite_at(batch):
+                raise  # a real bug, not a diverging run
+            warnings.warn(
+                f"probe {name} met non-finite values at step {step} "
+                f"({type(err).__name__}); its quantities are recorded as NaN",
+                stacklevel=2,
+            )
+            return {key: math.nan for key in self._nan_keys(name)}
+
+    @torch.no_grad()
+    def _finite_at(self, batch: Batch) -> bool:
+        """Parameters and the loss on `batch` are finite (the model is restored afterwards)."""
+        from smoothbench.probes.state import preserved
+
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            return False
+        with preserved(self.model):
+            x, y = batch
+            return bool(torch.isfinite(self.loss_fn(self.model(x), y)))
+
+    def _nan_keys(self, name: str) -> list[str]:
+        if name == "activations":
+            return [f"act/{layer}/mean_of_means" for layer in self._act_modules]
+        if name == "landscape":
+            return [f"landscape/{key}" for key in LANDSCAPE_SCALARS]
+        if name == "bn":
+            return [f"bn/{layer}/{key}" for layer in self._bn_modules for key in BN_KEYS]
+        if name == "hessian":
+            keys = ["hessian/lambda_max"]
+            keys += ["hessian/lambda_min"] if self.hessian.smallest else []
+            keys += ["hessian/trace"] if self.hessian.trace else []
+            return keys
+        return []
+
+    def _measure_activations(self, batch: Batch) -> dict[str, Any]:
+        records: dict[str, Any] = {}
+        stats, self._previous_activations = activation_stats(
+            self.model,
+            batch,
+            self._act_modules,
+            self._act_units,
+            previous=self._previous_activations,
+        )
+        for layer, values in stats.items():
+            for key, value in values.items():
+                records[f"act/{layer}/{key}"] = value
+        return records
+
+    def _measure_landscape(self, batch: Batch) -> dict[str, Any]:
+        result = gradient_landscape(self.model, self.loss_fn, batch, self.landscape_step_sizes)
+        return {
+            "landscape/step_sizes": result["step_sizes"],
+            "landscape/losses": result["losses"],
+            "landscape/grad_diffs": result["grad_diffs"],
+            "landscape/loss_variation": result["loss_variation"],
+            "landscape/grad_pred_min": result["grad_predictiveness"][0],
+            "landscape/grad_pred_max": result["grad_predictiveness"][1],
+            "landscape/beta_smoothness": result["beta_smoothness"],
+            "landscape/grad_norm": result["grad_norm"],
+        }
+
+    def _measure_bn(self, batch: Batch) -> dict[str, Any]:
+        records: dict[str, Any] = {}
+        damping = bn_gradient_damping(self.model, self.loss_fn, batch, self._bn_modules)
+        for layer, values in damping.items():
+            records[f"bn/{layer}/grad_ratio"] = values["grad_ratio"]
+            records[f"bn/{layer}/gamma_over_sigma"] = values["gamma_over_sigma"]
         return records
 
     def _measure_hessian(self) -> dict[str, Any]:
@@ -164,6 +249,7 @@ class ProbeRunner:
             None,
             k=h.top_k,
             tol=h.tol,
+            bn_mode=h.bn_mode,
             seed=self.seed,
             operator=op,
             return_eigenvectors=True,
@@ -175,12 +261,20 @@ class ProbeRunner:
             "hessian/residual": float(np.max(info["residuals"])),
             "hessian/converged": bool(info["converged"]),
             "hessian/grad_topk_share": gradient_topk_share(
-                None, None, None, info["eigenvectors"], operator=op
+                None, None, None, info["eigenvectors"], bn_mode=h.bn_mode, operator=op
             ),
         }
         if h.smallest:
             low, _ = hessian_eigenvalues(
-                None, None, None, k=1, tol=h.tol, which="smallest", seed=self.seed, operator=op
+                None,
+                None,
+                None,
+                k=1,
+                tol=h.tol,
+                which="smallest",
+                bn_mode=h.bn_mode,
+                seed=self.seed,
+                operator=op,
             )
             records["hessian/lambda_min"] = float(low[0])
         if h.trace:
@@ -191,6 +285,7 @@ class ProbeRunner:
                 n_probes=h.trace_max_probes,
                 rtol=h.trace_rtol,
                 min_probes=min(10, h.trace_max_probes),
+                bn_mode=h.bn_mode,
                 seed=self.seed,
                 operator=op,
             )
@@ -203,6 +298,7 @@ class ProbeRunner:
                 None,
                 steps=h.density_steps,
                 n_probes=h.density_probes,
+                bn_mode=h.bn_mode,
                 seed=self.seed,
                 operator=op,
             )

@@ -1,0 +1,497 @@
+"""The run record cannot be corrupted: one writer per run dir, honest resume, divergence as a
+result, every bad input refused up front (one line, exit 2, nothing changed), disk faults and
+signals that leave a resumable record."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, cli, read_metrics, read_status
+
+from smoothbench.checkpoint import load_checkpoint
+from smoothbench.config import ConfigError, validate
+from smoothbench.rundir import LOCK_NAME, RunDirBusy, RunLock
+from smoothbench.train import summary_line, train
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    """Every file under `root` (relative path -> sha256): a run dir byte for byte."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".tmp" in p.name]
+
+
+COMMON = ("probes=off", "checkpoint_every=2", "eval_every=2")
+
+
+# ---- honest resume ----
+
+
+def test_fewer_steps_than_the_checkpoint_is_refused(smoke, tmp_path):
+    train(smoke("steps=6", *COMMON), tmp_path)
+    before = tree_hash(tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"^steps=4 is below the step of the run dir's checkpoint \(6\)"
+    ):
+        train(smoke("steps=4", *COMMON), tmp_path)
+    assert tree_hash(tmp_path) == before
+
+
+def test_short_metrics_is_refused_and_recovered_from_an_earlier_checkpoint(smoke, tmp_path):
+    train(smoke("steps=6", *COMMON), tmp_path / "whole")
+    whole = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
+    run = tmp_path / "cut"
+    train(smoke("steps=5", *COMMON), run)  # checkpoints at 2 and 4 (prev.pt: 2), final at 5
+    assert load_checkpoint(run / "checkpoints" / "prev.pt")["step"] == 4
+    # a power cut took the rows from step 4 on: last.pt (5) points past them, prev.pt (4) not
+    rows = (run / "metrics.jsonl").read_bytes().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_bytes(b"".join(rows[:4]))
+    before = tree_hash(run)
+    with pytest.raises(ConfigError, match=r"has \d+ bytes but the checkpoint at step 5 expects"):
+        train(smoke("steps=6", *COMMON), run)
+    assert tree_hash(run) == before  # refused: nothing changed, no NUL padding
+    result = train(smoke("steps=6", *COMMON, "resume=from_checkpoint"), run)
+    assert result["state"] == "finished"
+    assert (run / "metrics.jsonl").read_bytes() == whole
+
+
+def test_missing_metrics_is_refused_and_rerun_from_step_0(smoke, tmp_path):
+    train(smoke("steps=4", *COMMON), tmp_path / "whole")
+    run = tmp_path / "lost"
+    train(smoke("steps=4", *COMMON), run)
+    (run / "metrics.jsonl").unlink()
+    with pytest.raises(ConfigError, match=r"metrics\.jsonl is missing.*resume=from_checkpoint"):
+        train(smoke("steps=4", *COMMON), run)
+    assert not (run / "metrics.jsonl").exists()
+    train(smoke("steps=4", *COMMON, "resume=from_checkpoint"), run)
+    assert (run / "metrics.jsonl").read_bytes() == (
+        tmp_path / "whole" / "metrics.jsonl"
+    ).read_bytes()
+
+
+def test_metrics_are_on_disk_before_each_checkpoint(smoke, tmp_path, monkeypatch):
+    import smoothbench.checkpoint as checkpoint
+    import smoothbench.train as train_module
+
+    events = []
+    real_fsync, real_save = train_module._fsync, checkpoint.save_checkpoint
+    monkeypatch.setattr(train_module, "_fsync", lambda p: (events.append("fsync"), real_fsync(p)))
+    monkeypatch.setattr(
+        checkpoint, "save_checkpoint", lambda p, d: (events.append("save"), real_save(p, d))
+    )
+    train(smoke("steps=4", *COMMON), tmp_path)
+    assert events == ["fsync", "save", "fsync", "save"]
+
+
+def test_resumed_finished_run_says_already_finished(smoke, tmp_path):
+    cfg = smoke("steps=4", *COMMON)
+    train(cfg, tmp_path)
+    before = tree_hash(tmp_path)
+    result = train(cfg, tmp_path)
+    assert summary_line(result, 0.1).startswith("already finished at step 4; ")
+    assert tree_hash(tmp_path) == before
+
+
+# ---- one writer per run dir ----
+
+
+def test_a_held_lock_refuses_a_second_writer_naming_the_holder(smoke, tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from smoothbench.rundir import RunLock; "
+            f"RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirBusy, match=f"in use by pid {holder.pid} on host "):
+            train(smoke(*COMMON), tmp_path)
+        assert not (tmp_path / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without releasing: the kernel dropped its lock, the file is taken over
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == holder.pid
+    assert train(smoke("steps=2", *COMMON), tmp_path)["state"] == "finished"
+    assert not (tmp_path / LOCK_NAME).exists()  # released at the end
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, monkeypatch):
+    import fcntl
+
+    # a lock still reported as held although its holder (same host) is gone, as a network
+    # filesystem's lock server may do: simulate the refusal of the first attempt
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    dead_pid = int(dead.stdout)
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": dead_pid, "host": socket.gethostname()}))
+    real_lockf, calls = fcntl.lockf, []
+
+    def lockf(fd, op):
+        calls.append(op)
+        if len(calls) == 1:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        return real_lockf(fd, op)
+
+    monkeypatch.setattr(fcntl, "lockf", lockf)
+    lock = RunLock(tmp_path).acquire()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    lock.release()
+    # a live holder is never taken over
+    calls.clear()
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))
+    with pytest.raises(RunDirBusy, match="in use by pid 1 on host"):
+        RunLock(tmp_path).acquire()
+
+
+def _wait_for_rows(path: Path, n: int, proc, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("run made no progress")
+
+
+def test_concurrent_writer_exits_2_and_sigint_leaves_a_resumable_run(tmp_path):
+    run = tmp_path / "run"
+    args = ["scale=smoke", "probes=off", "eval_every=1000", "checkpoint_every=50"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "smoothbench.train", *args, "steps=100000", f"hydra.run.dir={run}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    _wait_for_rows(run / "metrics.jsonl", 3, first)
+    hydra_before = tree_hash(run / ".hydra")
+    started = time.time()
+    second = cli(*args, "steps=100000", "optim.lr=0.5", f"hydra.run.dir={run}")
+    assert second.returncode == 2
+    assert second.stderr.strip() == (
+        f"smoothbench-train: error: run dir {str(run)!r} is in use by pid {first.pid} on host "
+        f"{socket.gethostname()} (lock .lock); wait for that run to end or use another run dir"
+    )
+    assert time.time() - started < 30  # at once: no data or model was built
+    assert tree_hash(run / ".hydra") == hydra_before
+
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 128 + signal.SIGINT, err
+    assert "Traceback" not in err and "Traceback" not in out
+    status = read_status(run)
+    assert status["state"] == "running" and "stopped by SIGINT" in status["reason"]
+    stopped_at = status["step"]
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == stopped_at
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == list(range(stopped_at))
+    assert {r["train/lr"] for r in rows} == {0.1}  # one trajectory only
+
+    end = stopped_at + 5  # a shorter budget, still past the checkpoint: allowed
+    resumed = cli(*args, f"steps={end}", f"hydra.run.dir={run}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["step"] for r in read_metrics(run)] == list(range(end + 1))
+    log = (run / "train.log").read_text()
+    assert "model vgg11" in log and f"resuming at step {stopped_at}" in log
+    assert f"finished at step {end}" in log
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_continues_bitwise(smoke, tmp_path, monkeypatch):
+    from smoothbench.sinks import JsonlSink
+
+    cfg = smoke("steps=6", "probes=off", "checkpoint_every=100", "eval_every=2")
+    train(cfg, tmp_path / "whole")
+    real_log = JsonlSink.log
+    seen = {}
+
+    def log(self, record):
+        real_log(self, record)
+        if record["step"] == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(JsonlSink, "log", log)
+    result = train(cfg, tmp_path / "run")
+    seen["status"] = read_status(tmp_path / "run")
+    monkeypatch.setattr(JsonlSink, "log", real_log)
+    assert result["state"] == "running" and result["signal"] == signal.SIGTERM
+    assert seen["status"]["state"] == "running" and seen["status"]["step"] == 2
+    assert seen["status"]["heartbeat"]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
+    train(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == (
+        tmp_path / "whole" / "metrics.jsonl"
+    ).read_bytes()
+
+
+def test_status_heartbeat_is_updated_at_each_checkpoint(smoke, tmp_path, monkeypatch):
+    from smoothbench.sinks import JsonlSink
+
+    real_log, seen = JsonlSink.log, []
+
+    def log(self, record):
+        real_log(self, record)
+        seen.append((record["step"], read_status(tmp_path)))
+
+    monkeypatch.setattr(JsonlSink, "log", log)
+    train(smoke("steps=6", *COMMON), tmp_path)
+    # after the rows of steps 2 and 4 the checkpoint before them (at 2, at 4) is in status.json
+    assert seen[0][1]["step"] == 0 and seen[0][1]["steps_per_s"] is None
+    assert seen[2][1]["step"] == 2 and seen[4][1]["step"] == 4
+    assert seen[4][1]["steps_per_s"] > 0 and seen[4][1]["heartbeat"].endswith("Z")
+
+
+# ---- disk faults ----
+
+
+def test_full_disk_fails_in_one_line_and_damages_nothing(smoke, tmp_path, monkeypatch):
+    import smoothbench.train as train_module
+    from smoothbench.sinks import JsonlSink
+
+    cfg = smoke("steps=6", *COMMON)
+    real_log = JsonlSink.log
+
+    def log(self, record):
+        if record["step"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_log(self, record)
+
+    monkeypatch.setattr(JsonlSink, "log", log)
+    with pytest.raises(train_module.RunFailed, match="^run failed: No space left on device"):
+        train(cfg, tmp_path)
+    status = read_status(tmp_path)
+    assert status["state"] == "failed" and "No space left on device" in status["reason"]
+    assert temp_files(tmp_path) == []
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
+    assert [r["step"] for r in read_metrics(tmp_path)] == [0, 1, 2]
+    monkeypatch.setattr(JsonlSink, "log", real_log)
+    train(cfg, tmp_path)  # the disk has room again: the run resumes and finishes
+    assert read_status(tmp_path)["state"] == "finished"
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one(smoke, tmp_path, monkeypatch):
+    import torch
+
+    import smoothbench.train as train_module
+
+    cfg = smoke("steps=6", *COMMON)
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        calls.append(obj["step"])
+        if obj["step"] == 4:
+            f.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(train_module.RunFailed):
+        train(cfg, tmp_path)
+    assert calls == [2, 4]
+    assert temp_files(tmp_path) == []
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
+    assert read_status(tmp_path)["state"] == "failed"
+
+
+def test_leftover_temp_files_are_removed_on_start(smoke, tmp_path):
+    train(smoke("steps=4", *COMMON), tmp_path)
+    (tmp_path / "checkpoints" / ".last.pt.tmp4242").write_bytes(b"torn")
+    (tmp_path / ".status.json.tmp4242").write_text("{")
+    train(smoke("steps=6", *COMMON), tmp_path)
+    assert temp_files(tmp_path) == []
+
+
+# ---- divergence is a result ----
+
+
+def test_diverging_run_with_every_probe_ends_diverged(smoke, tmp_path):
+    result = train(smoke("probes=full", "norm=none", "optim.lr=1e8"), tmp_path)
+    assert result["state"] == "diverged", result["reason"]
+    status = read_status(tmp_path)
+    assert status["state"] == "diverged" and "non-finite training loss" in status["reason"]
+    last = read_metrics(tmp_path)[-1]
+    assert last["train/loss"] is None or not math.isfinite(last["train/loss"])
+    assert not any(k.split("/")[0] in ("hessian", "landscape", "act") for k in last)
+
+
+def test_probes_record_nan_on_non_finite_weights(smoke):
+    import torch
+
+    from smoothbench.build import (
+        build_data_from_config,
+        build_model_from_config,
+        build_probe_runner,
+        loss_fn_for,
+    )
+
+    cfg = smoke(
+        "probes=full",
+        "probes.hessian.schedule.kind=every",
+        "probes.hessian.batch_size=16",
+        "probes.hessian.trace_max_probes=4",
+        "probes.landscape.schedule.kind=every",
+    )
+    data = build_data_from_config(cfg)
+    model = build_model_from_config(cfg)
+    runner = build_probe_runner(cfg, model, loss_fn_for(cfg), data)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.warns(UserWarning, match="non-finite values"):
+        records = runner.measure(0, data.batch(0, 16, 0))
+    assert math.isnan(records["hessian/lambda_max"])
+    assert math.isnan(records["landscape/loss_variation"])
+
+
+# ---- the Hessian probe in both BN modes, through the training loop ----
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_hessian_probe_runs_in_both_bn_modes(smoke, tmp_path, bn_mode):
+    cfg = smoke(
+        "steps=2",
+        "probes=off",
+        "probes.hessian.schedule.kind=every",
+        "probes.hessian.schedule.every=1",
+        f"probes.hessian.bn_mode={bn_mode}",
+        "probes.hessian.batch_size=16",
+        "probes.hessian.trace_max_probes=4",
+        "probes.hessian.smallest=true",
+    )
+    assert train(cfg, tmp_path)["state"] == "finished"
+    rows = read_metrics(tmp_path)
+    assert [r["hessian/bn_mode"] for r in rows[:2]] == [bn_mode, bn_mode]
+    assert all(math.isfinite(r["hessian/lambda_max"]) for r in rows[:2])
+
+
+# ---- every bad value refused up front: one line naming key, value and what is allowed ----
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("norm.eps=0", "norm.eps=0.0 must be > 0"),
+        ("norm.momentum=2", "norm.momentum=2.0 must be in [0, 1]"),
+        ("norm.groups=0", "norm.groups=0 must be >= 1"),
+        ("model.width=nan", "model.width=nan must be > 0"),
+        ("model.depth=0", "model.depth=0 must be >= 1"),
+        ("seed=-1", "seed=-1 must be >= 0"),
+        ("optim.momentum=-1", "optim.momentum=-1.0 must be >= 0"),
+        ("optim.weight_decay=-1", "optim.weight_decay=-1.0 must be >= 0"),
+        ("optim.betas=[2,0.5]", "optim.betas[0]=2.0 must be in [0, 1)"),
+        ("optim.nesterov=true", "optim.nesterov=true needs optim.momentum > 0 (got 0.0)"),
+        ("probes.hessian.batch_size=0", "probes.hessian.batch_size=0 must be >= 1"),
+        ("probes.hessian.top_k=0", "probes.hessian.top_k=0 must be >= 1"),
+        ("probes.activations.units=0", "probes.activations.units=0 must be >= 1"),
+        ("resume=maybe", "unknown resume 'maybe'; choose one of: auto, from_checkpoint"),
+        ("+foo=1", "unknown key 'foo'; `--cfg job` lists the allowed keys"),
+        ("+model.foo=1", "unknown key 'model.foo'"),
+    ],
+)
+def test_out_of_range_values_are_refused(smoke, override, message):
+    with pytest.raises(ConfigError) as caught:
+        validate(smoke(override))
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_every_preset_passes_the_schema_check():
+    from conftest import compose_config
+
+    presets = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+    for scale in ("smoke", "cpu", "paper"):
+        for preset in presets:
+            validate(compose_config(f"experiment={preset}", f"scale={scale}"))
+
+
+def test_batch_larger_than_the_data_set_is_refused(smoke, tmp_path):
+    with pytest.raises(ConfigError, match=r"^batch_size=5000 is larger than the training set \("):
+        train(smoke("batch_size=5000"), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    full = train(smoke("steps=2", "batch_size=5000", "optim.full_batch=true", *COMMON), tmp_path)
+    assert full["state"] == "finished"
+
+
+def _main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """smoothbench-train ARGS in this process: (exit code, stdout, stderr)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    import smoothbench.train as train_module
+
+    GlobalHydra.instance().clear()
+    monkeypatch.setattr(sys, "argv", ["smoothbench-train", *args])
+    with pytest.raises(SystemExit) as caught:
+        train_module.main()
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return caught.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model=foo", "Could not find 'model/foo'; model is one of: dln, resnet110,"),
+        ("steps=abc", "steps: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("foo=1", "unknown key 'foo'; `--cfg job` lists the allowed keys"),
+        ("+foo=1", "unknown key 'foo'; `--cfg job` lists the allowed keys"),
+        ("optim.lr=[1", "cannot parse the override"),
+    ],
+)
+def test_hydra_composition_errors_are_one_line(monkeypatch, capsys, tmp_path, override, message):
+    code, out, err = _main(
+        monkeypatch, capsys, "scale=smoke", override, f"hydra.run.dir={tmp_path}/r"
+    )
+    assert code == 2
+    assert err.startswith(f"smoothbench-train: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_refused_rerun_leaves_the_run_dir_byte_for_byte(monkeypatch, capsys, tmp_path):
+    run = tmp_path / "run"
+    code, out, _ = _main(
+        monkeypatch, capsys, "scale=smoke", "steps=2", *COMMON, f"hydra.run.dir={run}"
+    )
+    assert code == 0 and "finished at step 2" in out
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / "train.log").stat().st_size > 0
+    before = tree_hash(run)
+    for refused in ("optim.lr=0.05", "steps=1", "norm.eps=0", "+foo=1", "model=foo"):
+        code, _, err = _main(
+            monkeypatch, capsys, "scale=smoke", "steps=2", *COMMON, refused, f"hydra.run.dir={run}"
+        )
+        assert code == 2 and err.count("\n") == 1, (refused, err)
+        assert tree_hash(run) == before, refused
+    # an accepted, already finished rerun says so
+    code, out, _ = _main(
+        monkeypatch, capsys, "scale=smoke", "steps=2", *COMMON, f"hydra.run.dir={run}"
+    )
+    assert code == 0 and "already finished at step 2" in out
+
+
+def test_unwritable_run_dir_is_one_line(monkeypatch, capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a dir")
+    code, _, err = _main(monkeypatch, capsys, "scale=smoke", f"hydra.run.dir={blocker}/run")
+    assert code == 2
+    assert err.startswith("smoothbench-train: error: cannot write") and err.count("\n") == 1
