@@ -108,6 +108,12 @@ LAMBDA_MAX_VS_2_OVER_LR = Panel(
 )
 
 FIGURES: dict[str, FigureSpec] = {
+    "eos": FigureSpec(
+        "smoothbench eos: deep linear network under gradient descent at two learning rates",
+        "eos",
+        (LR,),
+        (Section("Edge of stability", (LAMBDA_MAX_VS_2_OVER_LR, one("train/loss"))),),
+    ),
     "fig1": FigureSpec(
         "smoothbench fig1: VGG-16 with/without BN at lr 0.1 and 0.5",
         "fig1",
