@@ -121,7 +121,7 @@ def _run_labels(df: pd.DataFrame, runs: Iterable[str]) -> list[str]:
         if "norm.name" not in condition:
             condition = {"norm.name": row.get("norm.name"), **condition}
         label = condition_label(condition, list(condition))
-        if "seed" in keys:
+        if df["seed"].nunique() > 1:
             label += f", seed {row['seed']}"
         labels.append(label)
     return labels
@@ -163,7 +163,7 @@ def data_warnings(df: pd.DataFrame, probe_metrics: Sequence[str] = ()) -> list[s
             fewest = (n, metric)
     if fewest is not None and fewest[0] < MIN_PROBE_POINTS:
         n, metric = fewest
-        out.append(f"only {n} probe point{'s' if n != 1 else ''} per run ({metric})")
+        out.append(f"a run has only {n} probe point{'s' if n != 1 else ''} ({metric})")
     counts = seeds_per_condition(df)
     if counts and max(counts) == 1:
         out.append("a single seed per condition: differences may be noise")

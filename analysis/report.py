@@ -17,7 +17,6 @@ import base64
 import html
 import importlib
 import io
-import json
 import re
 import subprocess
 import sys
@@ -410,7 +409,7 @@ def banner_rows(paths: Sequence[str], runs: Sequence[RunRecord]) -> list[tuple[s
     if not timings.empty:
         seconds = pd.to_numeric(timings["seconds"], errors="coerce")
         parts = timings["step"].astype(str).str.split(":").str[0]
-        totals = seconds.groupby(parts).sum()
+        totals = seconds.groupby(parts, sort=False).sum()
         text = ", ".join(f"{kind} {_duration(s)}" for kind, s in totals.items())
         rows.append(("wall time", e(f"{_duration(seconds.sum())} in all ({text})")))
     links = wandb_lines(runs)
@@ -445,36 +444,37 @@ def find_claims(paths: Sequence[str], out: Path) -> Path | None:
     return None
 
 
-def claims_html(path: Path | None, figure_ids: Sequence[str]) -> str | None:
-    """The claims table as an HTML block, each row linking to its figure when it names one.
+def claims_html(
+    path: Path | None, paths: Sequence[str], figure_ids: Sequence[str]
+) -> tuple[str | None, str]:
+    """(the claims table as an HTML block, or None; a note on where it comes from).
 
-    Uses the claims package's own renderer when it has one; else a plain table of the JSON
-    (a list of objects, or {"claims": [...]})."""
-    if path is None:
-        return None
+    From claims.json (written by `smoothbench-claims`) when one is found, else evaluated here
+    with the claims registry. Each row links to its figure on this page."""
     try:
-        claims = importlib.import_module("smoothbench.claims")
-        render = getattr(claims, "to_html", None)
+        from smoothbench import claims
     except ImportError:
-        render = None
-    if render is not None:
+        return None, ""
+    if path is not None:
+        verdicts, note = claims.read_json(path), f"from {path}"
+    else:
         try:
-            return str(render(path, figure_link=lambda name: f"#{name}"))
-        except TypeError:
-            return str(render(path))
-    data = json.loads(path.read_text())
-    rows = data.get("claims", []) if isinstance(data, dict) else data
-    if not isinstance(rows, list) or not rows:
-        return None
-    frame = pd.DataFrame(rows)
-    if "figure" in frame:
-        frame["figure"] = [
-            f'<a href="#{html.escape(str(f))}">{html.escape(str(f))}</a>'
-            if str(f) in figure_ids
-            else html.escape(str(f))
-            for f in frame["figure"]
-        ]
-    return frame.to_html(index=False, border=0, classes="table", escape=False, na_rep="")
+            verdicts = claims.evaluate_paths(list(paths))
+        except (OSError, ValueError, KeyError) as err:
+            return None, f"claims not evaluated: {err}"
+        note = "evaluated on these runs (smoothbench-claims writes the same table to claims.json)"
+    if not verdicts:
+        return None, note
+    links = {name: f"#{name}" for name in figure_ids}
+    return claims.to_html(verdicts, figure_links=links), note
+
+
+def claims_css() -> str:
+    try:
+        from smoothbench.claims import CLAIMS_CSS
+    except ImportError:
+        return ""
+    return CLAIMS_CSS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,7 +506,7 @@ figcaption {{ font-size: 0.9em; color: #444; }}
 def render_html(
     sources: Sequence[str],
     banner: Sequence[tuple[str, str]],
-    claims: str | None,
+    claims: tuple[str | None, str],
     figures: Sequence[FigureResult],
     accuracy: Sequence[tuple[str, pd.DataFrame]],
     counts: pd.DataFrame,
@@ -520,7 +520,7 @@ def render_html(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>smoothbench report</title><style>{STYLE}</style></head><body>",
+        f"<title>smoothbench report</title><style>{STYLE}{claims_css()}</style></head><body>",
         "<h1>smoothbench report</h1>",
         '<table class="banner" id="provenance">',
     ]
@@ -533,8 +533,11 @@ def render_html(
         + e(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
         + ".</p>",
     ]
-    if claims:
-        parts += ['<h2 id="claims">Claims</h2>', claims]
+    table, note = claims
+    if table:
+        parts += ['<h2 id="claims">Claims</h2>', f"<p>The paper's findings, {e(note)}.</p>", table]
+    elif note:
+        parts.append(f"<p>{e(note)}</p>")
     parts.append("<h2>Figures</h2>")
     for figure in figures:
         where = f"preset <code>{e(figure.preset)}</code>"
@@ -604,7 +607,7 @@ def write_report(
     page = render_html(
         sorted({str(Path(r.run_dir).parent) for r in runs}),
         banner_rows(paths, runs),
-        claims_html(find_claims(paths, out), [r.name for r in results]),
+        claims_html(find_claims(paths, out), paths, [r.name for r in results]),
         results,
         accuracy,
         status_counts(run_table(runs)),

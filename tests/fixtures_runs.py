@@ -15,7 +15,8 @@ VGG sweep (`make_vgg_sweep`), steps 0..5, eval at 0, 3, 5, probes at 0, 2, 4:
 | 5   | none  | 0.5 | 0    | failed   | 0.05 | steps 0..1                                |
 
 Norms sweep (`make_norms_sweep`): VGG at lr 0.1, seed 0, all finished, norms none, batch,
-noisy_batch, l1, l2, linf with base 0.1, 0.2, ..., 0.6 (in that order).
+noisy_batch, l1, l2, linf with base 0.1, 0.2, ..., 0.6 (in that order); preset "lp" unless
+told (as "fig1" it lacks Fig. 1's second lr; as "fig2" it holds Fig. 2's three nets).
 
 DLN sweep (`make_dln_sweep`): model dln, lr 1e-6, norms none/batch × seeds 0/1, all finished, a
 full grid of overrides, train/loss and landscape probes only.
@@ -226,9 +227,10 @@ def write_surfaces(run_dir: Path, with_line: bool) -> None:
         )
 
 
-def make_vgg_sweep(root: str | Path) -> Path:
-    """The six-run VGG sweep of the module docstring; returns the sweep dir."""
-    sweep = Path(root) / "vgg_sweep"
+def make_vgg_sweep(root: str | Path, experiment: str = "fig1", name: str = "vgg_sweep") -> Path:
+    """The six-run VGG sweep of the module docstring (preset `experiment`); returns the sweep
+    dir."""
+    sweep = Path(root) / name
     for run in VGG_RUNS:
         base, lr = run["base"], run["lr"]
         last = {"finished": STEPS - 1, "diverged": 4, "running": 3, "failed": 1}[run["state"]]
@@ -253,7 +255,7 @@ def make_vgg_sweep(root: str | Path) -> Path:
         overrides = [f"norm={run['norm']}", f"optim.lr={lr}", f"seed={run['seed']}"]
         run_dir = write_run(
             sweep / str(run["job"]),
-            config=config("vgg11", run["norm"], lr, run["seed"], experiment="fig1"),
+            config=config("vgg11", run["norm"], lr, run["seed"], experiment=experiment),
             records=records,
             status=status,
             overrides=overrides,
@@ -307,9 +309,13 @@ def make_dln_sweep(root: str | Path) -> Path:
     return sweep
 
 
-def make_norms_sweep(root: str | Path) -> Path:
-    """Six finished VGG runs at lr 0.1, one per normalization (NORMS_RUNS)."""
-    sweep = Path(root) / "norms_sweep"
+def make_norms_sweep(
+    root: str | Path, experiment: str = "lp", name: str = "norms_sweep", probes: dict | None = None
+) -> Path:
+    """Six finished VGG runs at lr 0.1, one per normalization (NORMS_RUNS), of preset
+    `experiment`; `probes` replaces the probes config of every other run (bookkeeping that
+    differs between runs without changing them)."""
+    sweep = Path(root) / name
     for run in NORMS_RUNS:
         records = []
         for step in range(STEPS):
@@ -318,10 +324,19 @@ def make_norms_sweep(root: str | Path) -> Path:
             records.append(record)
         write_run(
             sweep / str(run["job"]),
-            config=config("vgg11", run["norm"], 0.1, 0, experiment="lp"),
+            config=_with_probes(
+                config("vgg11", run["norm"], 0.1, 0, experiment=experiment),
+                probes if run["job"] % 2 else None,
+            ),
             records=records,
             status={"state": "finished", "step": STEPS, "reason": None},
-            overrides=["experiment=lp", f"norm={run['norm']}"],
+            overrides=[f"experiment={experiment}", f"norm={run['norm']}"],
             job_num=run["job"],
         )
     return sweep
+
+
+def _with_probes(cfg: dict, probes: dict | None) -> dict:
+    if probes is not None:
+        cfg = {**cfg, "probes": probes, "keep_checkpoints": [STEPS]}
+    return cfg

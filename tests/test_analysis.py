@@ -10,6 +10,7 @@ import importlib
 import math
 import re
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib
@@ -18,14 +19,23 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from fixtures_runs import make_dln_sweep, make_norms_sweep, make_vgg_sweep  # noqa: E402
+from fixtures_runs import (  # noqa: E402
+    config,
+    make_dln_sweep,
+    make_norms_sweep,
+    make_vgg_sweep,
+    vgg_record,
+    write_run,
+)
 
 from smoothbench.results import (  # noqa: E402
     MissingMetricError,
     load_runs,
     load_surfaces,
     load_wandb_runs,
+    read_runs,
 )
 
 ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
@@ -351,27 +361,307 @@ def test_make_figure_raises_missing_metric(sweeps):
 # --- report ------------------------------------------------------------------------------------
 
 
-def test_report(sweeps, tmp_path):
-    report = script("report")
-    path = report.write_report(
-        [str(sweeps["vgg"]), str(sweeps["dln"])], tmp_path, figures=("fig3", "fig2", "surfaces")
-    )
-    page = path.read_text()
-    # none at lr 0.1, finished seeds: train acc 0.15, 0.25; test acc 0.6, 0.7 (ddof = 1)
+@pytest.fixture(scope="module")
+def report_page(sweeps, tmp_path_factory):
+    """The report of a fig1 sweep (vgg), a fig10 sweep (dln) and a fig2 sweep (norms, as fig2)."""
+    root = tmp_path_factory.mktemp("presets")
+    make_norms_sweep(root, experiment="fig2", name="fig2")
+    (root / "figures").mkdir()  # what reproduce.sh writes beside the sweeps: not a run dir
+    (root / "figures" / "fig2.png").write_bytes(b"png")
+    out = tmp_path_factory.mktemp("page")
+    paths = [str(sweeps["vgg"]), str(sweeps["dln"]), str(root)]
+    figures = ("fig1", "fig2", "fig3", "fig10", "surfaces")
+    page = script("report").write_report(paths, out, figures=figures).read_text()
+    return page
+
+
+def test_report_accuracy_tables_per_preset(report_page):
+    page = report_page
+    fig1 = page.split("<h3>fig1</h3>")[1].split("</table>")[0]
+    # fig1, none at lr 0.1, finished seeds: train acc 0.15, 0.25; test acc 0.6, 0.7 (ddof = 1)
     std = math.sqrt(2 * 0.05**2)
-    assert f"<td>{0.2:.4f} ± {std:.4f}</td>" in page
-    assert f"<td>{0.65:.4f} ± {std:.4f}</td>" in page
+    assert f"<td>{0.2:.4f} ± {std:.4f}</td>" in fig1
+    assert f"<td>{0.65:.4f} ± {std:.4f}</td>" in fig1
     # batch at lr 0.1: one finished run (0.35, 0.8), the diverged one only counted
-    assert "<td>0.3500</td>" in page and "<td>0.8000</td>" in page
+    assert "<td>0.3500</td>" in fig1 and "<td>0.8000</td>" in fig1
+    # only the swept keys head the table, then the results
+    heads = re.findall(r"<th>([^<]*)</th>", fig1)
+    assert heads[:3] == ["norm", "lr", "final train acc"]
+    for bookkeeping in ("keep_checkpoints", "probes", "experiment", "scale", "model", "seed"):
+        assert bookkeeping not in heads
+    fig2 = page.split("<h3>fig2</h3>")[1].split("</table>")[0]
+    assert re.findall(r"<th>([^<]*)</th>", fig2)[:2] == ["norm", "final train acc"]
     statuses = page.split("<h2>Run statuses</h2>")[1].split("<h3>Every run</h3>")[0]
     counts = dict(re.findall(r"<td>(\w+)</td>\s*<td>(\d+)</td>", statuses))
-    assert counts == {"finished": "7", "diverged": "1", "running": "1", "failed": "1"}
+    assert counts == {"finished": "13", "diverged": "1", "running": "1", "failed": "1"}
     assert "RuntimeError: out of memory" in page
     assert "smoothbench-train --multirun hydra.sweep.dir=multirun/test experiment=fig10 " in page
     assert "norm=none,batch seed=0,1" in page
-    assert page.count('src="data:image/png;base64,') == 2  # fig3 and surfaces
-    assert "<b>fig2</b>: missing runs: no loaded run has norm.name noisy_batch" in page
     assert "<script" not in page and "http" not in page.split("<body>")[1]
+
+
+def test_report_draws_each_figure_from_its_own_preset(report_page, sweeps, tmp_path):
+    page = report_page
+    drawn = re.findall(r'<figure id="(\w+)">', page)
+    assert drawn == ["fig1", "fig2", "fig10"]
+    # fig1 from the fig1 sweep (two lrs), fig2 from the fig2 sweep: the presets are named
+    assert "<b>fig1</b> (preset <code>fig1</code>)" in page
+    # a caption is the script's whole first paragraph, never cut mid-sentence
+    assert (
+        "though its activation distributions are less stable than those of the standard net."
+        in page
+    )
+    # fig3 has no preset among the runs: listed once, not drawn from another preset's runs
+    assert "Figures of presets not among these runs: <code>fig3</code>" in page
+    # surfaces of the fig1 runs belong to no figure of the table
+    assert 'id="surfaces"' not in page
+    # Runs from: the sweep dirs only
+    sources = page.split("Runs from: ")[1].split("</p>")[0]
+    assert sources.count("<code>") == 3 and "figures" not in sources
+    # the fig1 figure holds the fig1 runs only: both lrs, no noisy BatchNorm
+    report = script("report")
+    runs = read_runs(sweeps["vgg"])
+    spec = next(f for f in script("figures").FIGURES if f.name == "fig1")
+    fig = report.draw(spec, runs, "minmax")
+    labels = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert labels == {
+        "Standard, lr 0.1",
+        "Standard, lr 0.5",
+        "Standard + BatchNorm, lr 0.1",
+        "Standard + BatchNorm, lr 0.5",
+    }
+
+
+def test_report_lists_an_undrawable_figure_with_the_reason(sweeps, tmp_path):
+    """fig1 compares learning rates: its preset's runs at lr 0.1 alone cannot show it."""
+    one_lr = make_norms_sweep(tmp_path, experiment="fig1", name="fig1")
+    page = script("report").write_report([str(one_lr)], tmp_path / "out", figures=["fig1"])
+    page = page.read_text()
+    assert 'src="data:image/png' not in page
+    block = page.split('<div class="notdrawable" id="fig1">')[1].split("</div>")[0]
+    assert "it compares learning rates (paper: 0.1 and 0.5)" in block
+    assert "needs runs at 2 or more values of optim.lr (the runs have optim.lr 0.1 only)" in block
+
+
+def test_report_opens_with_provenance_and_claims(report_page, tmp_path):
+    page = report_page
+    body = page.split("<body>")[1]
+    banner = body.split('<table class="banner" id="provenance">')[1].split("</table>")[0]
+    rows = dict(re.findall(r"<tr><th>([^<]+)</th><td>(.*?)</td></tr>", banner))
+    assert rows["scale"] == "smoke" and rows["steps"] == "6" and rows["seeds"] == "0, 1"
+    assert rows["models"] == "vgg11 (width 0.25), dln (width 0.25)"
+    assert rows["device"] == "cpu"
+    assert "numpy " in rows["packages (this report)"]
+    assert "git commit" in rows
+    # the claims table comes right after the banner, before the figures
+    assert (
+        body.index('id="provenance"')
+        < body.index('<h2 id="claims">')
+        < body.index("<h2>Figures</h2>")
+    )
+    claims = body.split('<h2 id="claims">')[1].split("</table>")[0]
+    assert '<a href="#fig1">' in claims
+
+
+def test_report_wall_times_from_timings(sweeps, tmp_path):
+    root = tmp_path / "repro"
+    sweep = make_norms_sweep(root, experiment="fig2", name="fig2")
+    (root / "timings.tsv").write_text("step\tseconds\ntrain:fig2\t90\nfigure:fig2\t30\n")
+    page = script("report").write_report([str(sweep)], tmp_path / "out", figures=["fig2"])
+    banner = page.read_text().split('id="provenance"')[1].split("</table>")[0]
+    assert "2.0 min in all (train 90 s, figure 30 s)" in banner
+
+
+# --- layout: nothing overflows a 1400 px window -------------------------------------------------
+
+CHAR_PX = 7.5  # a 0.85 em system-ui character at 16 px, generously
+CELL_PAD_PX = 18
+
+
+class _Tables(HTMLParser):
+    """Per table, per column: the longest word of any cell (the width a browser cannot wrap)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell, self._col, self._in_pre = [], None, 0, False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({})
+        elif tag == "tr":
+            self._col = 0
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self.tables:
+            words = " ".join(self._cell).split()
+            longest = max((len(w) for w in words), default=0)
+            widths = self.tables[-1]
+            widths[self._col] = max(widths.get(self._col, 0), longest)
+            self._col += 1
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def overflow_problems(page: str, window_px: int = 1400) -> list[str]:
+    """What would overflow a window `window_px` wide: a table whose unbreakable words add up to
+    more than the content width, a <pre> that does not wrap, an image not fitted to the page."""
+    style = page.split("<style>")[1].split("</style>")[0]
+    width = int(re.search(r"body \{[^}]*max-width: (\d+)px", style).group(1))
+    problems = []
+    if width > window_px - 40:
+        problems.append(f"body max-width {width}px leaves no margin in {window_px}px")
+    if "<pre" in page and not re.search(r"pre \{[^}]*white-space: pre-wrap", style):
+        problems.append("<pre> does not wrap")
+    if "<img" in page and not re.search(r"img \{[^}]*max-width: 100%", style):
+        problems.append("images are not fitted to the page width")
+    if "overflow-wrap: anywhere" not in style:
+        problems.append("long words (paths, commands) do not wrap")
+    parser = _Tables()
+    parser.feed(page)
+    for index, columns in enumerate(parser.tables):
+        needed = sum(CHAR_PX * n + CELL_PAD_PX for n in columns.values())
+        # overflow-wrap: anywhere lets a browser break long words, but a table needing more
+        # than the page is unreadable anyway: count it as overflow
+        if needed > width:
+            problems.append(f"table {index} needs {needed:.0f}px of {width}px")
+    return problems
+
+
+def test_report_fits_a_1400px_window(report_page):
+    assert overflow_problems(report_page) == []
+
+
+def test_overflow_check_catches_a_wide_table():
+    """The check fails on what the old report did: 16 columns of config keys."""
+    page = script("report").render_html(
+        ["sweep"],
+        [],
+        (None, ""),
+        [],
+        [
+            (
+                "fig2",
+                pd.DataFrame({f"probes.layer{k}.schedule.every": [50] for k in range(16)}),
+            )
+        ],
+        pd.DataFrame({"status": ["finished"], "runs": [1]}),
+        pd.DataFrame({"run": ["0"]}),
+        [],
+    )
+    problems = overflow_problems(page)
+    assert len(problems) == 1 and problems[0].startswith("table 1 needs")
+
+
+# --- what every figure says about its data -------------------------------------------------------
+
+
+def texts(fig, gid: str) -> str:
+    return "\n".join(t.get_text() for t in fig.texts if t.get_gid() == gid)
+
+
+def test_footer_states_scale_steps_width_data_lr_and_eta(vgg):
+    fig = script("fig1").make_figure(vgg)
+    assert texts(fig, "footer") == (
+        "scale smoke · 6 steps · vgg11 (width 0.25) · data digits · lr 0.1, 0.5 · seeds 0, 1"
+    )
+    footer = texts(script("fig4").make_figure(vgg), "footer")
+    assert "· η 0.05–0.2 ·" in footer  # landscape/step_sizes of the runs
+
+
+def test_warnings_for_few_probe_points_one_seed_and_a_diverged_run(vgg, sweeps, tmp_path):
+    warnings = texts(script("fig8").make_figure(vgg, layers=(2,)), "warnings")
+    # moment changes at steps 2 and 4 only, at 2 alone for the run stopped at step 3; the
+    # diverged seed 1 of BN at lr 0.1; the failed run at lr 0.5 ended at test acc 0.05 (chance
+    # 0.1 on the digits)
+    assert "Warning: a run has only 1 probe point (act/layer2/mean_change)" in warnings
+    assert "Warning: diverged: Standard + BatchNorm, lr 0.1, seed 1" in warnings
+    assert "Warning: at chance (test/acc < 15%): Standard, lr 0.5, seed 0" in warnings
+    assert "Warning: some conditions have a single seed" in warnings
+    one_seed = texts(script("fig3").make_figure(load_runs(sweeps["norms"]), layers=[5]), "warnings")
+    assert "Warning: a single seed per condition: differences may be noise" in one_seed
+    assert "diverged" not in one_seed and "probe point" not in one_seed
+
+
+def test_warning_for_a_loss_that_blew_up(tmp_path):
+    """A run whose test loss ends at 7812 (its status says finished) is flagged as diverged."""
+    records = [vgg_record(0.3, s) for s in range(6)]
+    for record in records:
+        record["train/lr"] = 0.5
+    records[-1]["test/loss"] = 7812.0
+    write_run(
+        tmp_path / "s" / "0",
+        config=config("vgg11", "batch", 0.5, 0),
+        records=records,
+        status={"state": "finished", "step": 6},
+    )
+    df = load_runs(tmp_path / "s")
+    warnings = texts(script("fig3").make_figure(df, layers=[5]), "warnings")
+    assert "Warning: diverged: Standard + BatchNorm" in warnings
+
+
+def test_band_notes_are_true_to_the_seeds(vgg, sweeps):
+    fig = script("fig3").make_figure(load_runs(sweeps["norms"]), layers=[5])
+    assert (
+        fig.legends[0].get_title().get_text() == "line: one run (seed) per condition; no seed band"
+    )
+    assert all(not ax.collections for ax in fig.axes)  # no band drawn for one seed
+    fig = script("fig3").make_figure(vgg[vgg["optim.lr"] == 0.1], layers=[5])
+    note = fig.legends[0].get_title().get_text()
+    assert note == "line: mean over 2 seeds; band: min–max over seeds"
+
+
+def test_lines_carry_distinct_markers(vgg):
+    fig = script("fig3").make_figure(vgg, layers=[5])
+    ax = axis_titled(fig, r"layer #5: \$\\ell_2")
+    markers = [ln.get_marker() for ln in ax.lines if ln.get_gid() == "mean"]
+    assert len(markers) == 4 and len(set(markers)) == 4 and "None" not in markers
+
+
+def test_legend_shows_only_swept_keys(tmp_path):
+    """Runs that differ in probes and kept checkpoints too: the legend names the norm alone."""
+    probes = {"activations": {"layers": [2, 13], "schedule": {"kind": "every", "every": 50}}}
+    sweep = make_norms_sweep(tmp_path, experiment="fig2", probes=probes)
+    fig = script("fig2").make_figure(load_runs(sweep), layers=(2,))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["Standard", "Standard + BatchNorm", 'Standard + "Noisy" BatchNorm']
+
+
+def test_step_ticks_are_whole_numbers(sweeps):
+    """One probe point per run (the running job stopped at step 3): no fractional step ticks."""
+    one = load_runs(Path(sweeps["vgg"]) / "4")
+    fig = script("fig8").make_figure(one, layers=(2,))
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = ax.get_xticks()
+        assert len(ticks) >= 1 and np.allclose(ticks, np.round(ticks)), ticks
+
+
+def test_distributions_share_y_per_layer(vgg):
+    fig = script("fig1").make_figure(vgg, layers=(3, 11))
+    for layer in (3, 11):
+        panels = [ax for ax in fig.axes if f"layer #{layer} " in ax.get_title()]
+        assert len(panels) == 2
+        assert panels[0].get_ylim() == panels[1].get_ylim()
+    # Standard (base 0.1) and BN (base 0.3) ridges differ: separate axes when asked
+    fig = script("fig1").make_figure(vgg, layers=(3,), sharey=False)
+    panels = [ax for ax in fig.axes if "layer #3 " in ax.get_title()]
+    assert panels[0].get_ylim() != panels[1].get_ylim()
+
+
+def test_surfaces_share_one_colour_scale(sweeps):
+    fig = script("surfaces").make_figure(load_surfaces(sweeps["vgg"]))
+    meshes = [c for ax in fig.axes for c in ax.collections if c.get_gid() == "losses"]
+    assert len(meshes) == 2
+    # 1 + α² + 2β² on α in ±1, ±1/3 and β in -1, 0, 1: one scale from 1 + 1/9 to 4 for both
+    for mesh in meshes:
+        assert (mesh.norm.vmin, mesh.norm.vmax) == pytest.approx((1 + 1 / 9, 4.0))
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colorbars) == 1
 
 
 def test_report_main(sweeps, tmp_path, capsys):
