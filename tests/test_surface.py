@@ -502,3 +502,90 @@ def test_merge_refuses_missing_or_disagreeing_tiles(run_dir, fast_data):
     with pytest.raises(SurfaceError, match="tile 1 of 3 has seed=1, tile 0 has 0"):
         run(compose("surface", [*base, "merge=true"]))
     assert not (run_dir / "surfaces" / "parts.npz").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("foo=1", "foo"),  # a key the surface config does not have
+        ("dims=[1", "cannot parse the override"),  # not an override at all
+    ],
+)
+def test_entry_point_composition_errors_are_one_line_and_exit_code_2(tmp_path, override, message):
+    result = run_cli([f"run_dir={tmp_path}", override], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("smoothbench-surface: error: "), result.stderr
+    assert message in lines[0]
+
+
+def copy_of_run(run_dir, tmp_path):
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(run_dir, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("model: [vgg11\nnorm: {name: batch\n", "is not a readable config"),
+        ("- just\n- a list\n", r"is not a training config \(no seed, model.name"),
+        ("seed: 0\nmodel: 3\nnorm: {name: batch}\ndata: {name: digits}\n", "no model.name"),
+        ("seed: 0\nmodel: {name: vgg11}\nnorm: {name: batch}\ndata: {name: digits}\n", "built"),
+    ],
+    ids=["bad-yaml", "a-list", "scalar-section", "missing-values"],
+)
+def test_malformed_run_config_is_one_surface_error(run_dir, tmp_path, content, message):
+    from smoothbench.surface import SurfaceError, run
+
+    broken = copy_of_run(run_dir, tmp_path)
+    (broken / ".hydra" / "config.yaml").write_text(content)
+    with pytest.raises(SurfaceError, match=message) as err:
+        run(compose("surface", [f"run_dir={broken}", *SMALL, "points=3"]))
+    assert "\n" not in str(err.value)
+
+
+def test_entry_point_malformed_run_config_is_one_line_and_exit_code_2(run_dir, tmp_path):
+    broken = copy_of_run(run_dir, tmp_path)
+    (broken / ".hydra" / "config.yaml").write_text("model: [vgg11\n  norm: {\n")
+    before = (
+        sorted(p.name for p in (broken / "surfaces").glob("*"))
+        if (broken / "surfaces").exists()
+        else []
+    )
+    result = run_cli([f"run_dir={broken}", *SMALL, "points=3", "name=never"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not a readable config" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    after = (
+        sorted(p.name for p in (broken / "surfaces").glob("*"))
+        if (broken / "surfaces").exists()
+        else []
+    )
+    assert after == before
+
+
+def test_a_checkpoint_written_on_cuda_loads_on_a_cpu_only_machine(
+    run_dir, tmp_path, monkeypatch, fast_data
+):
+    """Tensors saved from CUDA carry a `cuda:0` location tag; without a CUDA device they load only
+    when mapped to the CPU. The tag is forged here so the test runs on any machine."""
+    import torch.serialization as ts
+
+    from smoothbench.checkpoint import load_checkpoint, save_checkpoint
+
+    moved = copy_of_run(run_dir, tmp_path)
+    payload = load_checkpoint(moved / "checkpoints" / "last.pt")
+    monkeypatch.setattr(ts, "location_tag", lambda storage: "cuda:0")
+    save_checkpoint(moved / "checkpoints" / "last.pt", payload)
+    monkeypatch.undo()
+    monkeypatch.setattr("smoothbench.surface.build_data_from_config", cached_data)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA"):  # the forged tag really says CUDA
+        torch.load(moved / "checkpoints" / "last.pt", weights_only=True)
+    surface = run_surface([f"run_dir={moved}", *SMALL, "points=3", "device=cpu"])
+    reference = run_surface([f"run_dir={run_dir}", *SMALL, "points=3", "device=cpu", "name=ref"])
+    assert np.array_equal(surface["losses"], reference["losses"])

@@ -242,13 +242,67 @@ def resolve_checkpoint(run_dir: Path, step: int | None) -> Path:
     return path
 
 
+# What a run's config must hold for the model and the data to be rebuilt from it.
+RUN_CONFIG_KEYS = ("seed", "model.name", "norm.name", "data.name")
+
+
+def _first_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())  # YAML messages span lines: keep them on one
+    return text or type(err).__name__
+
+
 def _load_run_config(run_dir: Path) -> DictConfig:
+    """The run's `.hydra/config.yaml`; a file that is not a training config is one SurfaceError."""
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
         raise SurfaceError(
             f"run_dir={str(run_dir)!r} has no .hydra/config.yaml; is it a training run directory?"
         )
-    return OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError, OSError) as err:
+        raise SurfaceError(
+            f"{str(path)!r} is not a readable config ({_first_line(err)}); restore it from the "
+            "run's checkpoint config or rerun the training"
+        ) from None
+    missing = [k for k in RUN_CONFIG_KEYS if not _has_key(cfg, k)]
+    if missing:
+        raise SurfaceError(
+            f"{str(path)!r} is not a training config (no {', '.join(missing)}); restore it from "
+            "the run's checkpoint config or rerun the training"
+        )
+    return cfg
+
+
+def _has_key(cfg: Any, key: str) -> bool:
+    if not isinstance(cfg, DictConfig):
+        return False
+    try:
+        return OmegaConf.select(cfg, key, default=None) is not None
+    except Exception:  # a scalar where a section belongs (model: 3)
+        return False
+
+
+def _rebuild_run(run_cfg: DictConfig, run_dir: Path):
+    """The run's data and a fresh model; a config whose values do not build is a SurfaceError."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = run_dir / ".hydra" / "config.yaml"
+    try:
+        data = build_data_from_config(run_cfg)
+        torch.manual_seed(int(run_cfg.seed))  # the weights come from the checkpoint
+        model = build_model_from_config(run_cfg, num_classes=data.num_classes or run_cfg.model.dim)
+    except DataError:
+        raise
+    except (OmegaConfBaseException, KeyError, TypeError, AttributeError, ValueError) as err:
+        raise SurfaceError(
+            f"{str(path)!r} does not describe a model and data that can be built "
+            f"({_first_line(err)})"
+        ) from None
+    return data, model
 
 
 def _load_state(model: torch.nn.Module, payload: dict, path: Path, run_dir: Path) -> dict:
@@ -287,10 +341,9 @@ def compute_surface(s: SurfaceSettings) -> Path:
     checkpoint = resolve_checkpoint(s.run_dir, s.step)
     device = _resolve_device(s.device)
 
-    data = build_data_from_config(run_cfg)
-    torch.manual_seed(int(run_cfg.seed))  # the weights come from the checkpoint; keep init quiet
-    model = build_model_from_config(run_cfg, num_classes=data.num_classes or run_cfg.model.dim)
-    payload = load_checkpoint(checkpoint)
+    data, model = _rebuild_run(run_cfg, s.run_dir)
+    # weights onto the CPU model first, whatever device wrote them (a CUDA run, a CPU-only host)
+    payload = load_checkpoint(checkpoint, map_location="cpu")
     model.load_state_dict(_load_state(model, payload, checkpoint, s.run_dir))
     model.to(device)
     set_noise_step(model, payload["step"])  # noisy BN (bn_mode=train): one fixed noise draw
@@ -323,7 +376,7 @@ def compute_surface(s: SurfaceSettings) -> Path:
     arrays = {"alphas": alphas[rows]}
     if s.interpolate_to is not None:
         other_path = _interpolation_target(s.interpolate_to)
-        other = load_checkpoint(other_path)
+        other = load_checkpoint(other_path, map_location="cpu")
         other_state = _load_state(model, other, other_path, s.run_dir)
         settings["interpolate_to"] = str(other_path.resolve())
         settings["interpolate_to_step"] = int(other["step"])
@@ -439,7 +492,10 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    hydra_main()
+    """The `smoothbench-surface` command: Hydra's own errors, too, are one line with exit 2."""
+    from smoothbench.cli import run_hydra_main
+
+    run_hydra_main("smoothbench-surface", hydra_main)
 
 
 if __name__ == "__main__":
