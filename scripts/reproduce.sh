@@ -117,6 +117,8 @@ done < <(python analysis/figures.py draws)
 
 mapfile -t SWEEPS < <(sweep_dirs)
 if [ "${#SWEEPS[@]}" -gt 0 ]; then
+  # the verdict of every claim (claims.txt, claims.json); the report opens with its table
+  timed claims smoothbench-claims "$OUT" --out "$OUT" || echo "claims not checked (see above)" >&2
   timed report python analysis/report.py "${SWEEPS[@]}" --out "$OUT/report"
   echo
   summary "${SWEEPS[@]}"
