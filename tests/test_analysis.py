@@ -6,9 +6,13 @@ so every expected value below is computed by hand from those forms.
 
 from __future__ import annotations
 
+import html
 import importlib
+import json
 import math
 import re
+import shutil
+import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -557,6 +561,47 @@ def test_overflow_check_catches_a_wide_table():
     assert len(problems) == 1 and problems[0].startswith("table 1 needs")
 
 
+LAYOUT_PROBE = """<script>
+window.addEventListener('load', () => {
+  const inner = window.innerWidth;
+  const over = [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > inner + 0.5)
+    .map(e => e.tagName + (e.id ? '#' + e.id : ''));
+  const images = [...document.images].map(i => [i.naturalWidth, i.getBoundingClientRect().width]);
+  const out = {scroll: document.documentElement.scrollWidth, inner, over, images};
+  const pre = document.createElement('pre');
+  pre.id = 'layout-check';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium_at_1400px(report_page, tmp_path):
+    """The real thing where Chromium is installed (apt: chromium-headless-shell): no element
+    reaches past a 1400 px window, no horizontal scroll, every figure shown whole."""
+    browser = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+    if browser is None:
+        pytest.skip("no headless Chromium (apt-get install chromium-headless-shell)")
+    page = tmp_path / "page.html"
+    page.write_text(report_page.replace("</body>", LAYOUT_PROBE + "</body>"))
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"]
+        + ["--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = re.search(r'<pre id="layout-check">([^<]*)</pre>', proc.stdout)
+    assert found, proc.stderr[-2000:]
+    layout = json.loads(html.unescape(found.group(1)))
+    assert layout["over"] == [] and layout["scroll"] <= layout["inner"], layout
+    assert len(layout["images"]) == 3  # fig1, fig2, fig10
+    for natural, shown in layout["images"]:
+        assert 0 < shown <= natural + 0.5  # never blown up, never cut: scaled down at most
+
+
 # --- what every figure says about its data -------------------------------------------------------
 
 
@@ -669,3 +714,87 @@ def test_report_main(sweeps, tmp_path, capsys):
     assert report.main([str(sweeps["dln"]), "--out", str(tmp_path), "--figures", "fig3"]) == 0
     assert (tmp_path / "report.html").is_file()
     assert capsys.readouterr().out.strip() == str(tmp_path / "report.html")
+
+
+# --- the figure table, the end-of-sweep summary, the preset list, --help -----------------------
+
+REPO = ANALYSIS.parent
+
+
+def test_figure_table_names_real_scripts_and_presets():
+    figures = script("figures")
+    presets = {p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")}
+    for spec in figures.FIGURES:
+        assert (ANALYSIS / f"{spec.script}.py").is_file(), spec
+        assert spec.preset in presets, spec
+    # reproduce.sh trains exactly the table's presets, each once
+    out = subprocess.run(
+        [sys.executable, str(ANALYSIS / "figures.py"), "presets"], capture_output=True, text=True
+    )
+    assert out.stdout.split() == figures.presets()
+    assert len(set(figures.presets())) == len(figures.presets())
+    assert "python analysis/figures.py draws" in (REPO / "scripts" / "reproduce.sh").read_text()
+
+
+def test_requirement_reasons():
+    figures = script("figures")
+    fig1 = next(f for f in figures.FIGURES if f.name == "fig1")
+    assert (
+        figures.unmet_requirements(fig1, {"norm.name": ["none", "batch"], "optim.lr": [0.1, 0.5]})
+        == []
+    )
+    reasons = figures.unmet_requirements(fig1, {"norm.name": ["batch"], "optim.lr": [0.1, 0.1]})
+    assert reasons == [
+        "it compares nets with and without BatchNorm: no run has norm.name none "
+        "(the runs have norm.name batch)",
+        "it compares learning rates (paper: 0.1 and 0.5): needs runs at 2 or more values of "
+        "optim.lr (the runs have optim.lr 0.1 only)",
+    ]
+
+
+def test_summary_lists_each_job_and_the_next_commands(sweeps, capsys):
+    summary = script("summary")
+    sweep = Path(sweeps["vgg"])
+    assert summary.main([str(sweep), "--out", "repro"]) == 1  # not every job finished
+    out = capsys.readouterr().out.splitlines()
+    assert f"  finished  {sweep / '0'}  (step 6)" in out
+    assert f"  failed    {sweep / '5'}  (step 2; RuntimeError: out of memory)" in out
+    assert f"  diverged  {sweep / '3'}  (step 4; non-finite loss at step 4)" in out
+    assert "  = 3 finished, 1 diverged, 1 failed, 1 running  [preset fig1]" in out
+    assert f"  next: python analysis/fig1.py {sweep} --out repro/figures/fig1" in out
+    assert out[-2] == f"report: python analysis/report.py {sweep} --out repro/report"
+    assert out[-1].startswith("rerun the same sweep command to resume")
+    assert summary.main([str(Path(sweeps["dln"]))]) == 0
+    assert summary.main([str(sweep / "missing")]) == 2
+
+
+def test_preset_list_describes_every_preset():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "list_experiments.py")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    blocks = re.split(r"\n(?=\S)", proc.stdout.strip())
+    names = [b.splitlines()[0] for b in blocks]
+    assert names == sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+    for block in blocks:
+        assert len(block.splitlines()) >= 2 and "(no description)" not in block, block
+    fig1 = next(b for b in blocks if b.startswith("fig1\n"))
+    assert "BatchNorm" in fig1
+
+
+def test_train_help_has_examples_and_the_presets():
+    proc = subprocess.run(
+        [sys.executable, "-m", "smoothbench.train", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "== Examples ==" in proc.stdout
+    assert "smoothbench-train -m experiment=fig1 scale=cpu" in proc.stdout
+    assert re.search(r"^experiment: .*fig1, .*fig4", proc.stdout, re.M)
+    assert "python scripts/list_experiments.py" in proc.stdout
+    assert "Powered by Hydra" not in proc.stdout  # not Hydra's default page
