@@ -7,6 +7,7 @@ warning and training goes on.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shlex
@@ -153,6 +154,15 @@ def provenance() -> dict[str, Any]:
     return {"git_commit": commit or None, "versions": versions}
 
 
+def announce(line: str) -> None:
+    """A message for the user: into the run's log where logging is set up (a Hydra job writes it
+    to the console and the run dir's log file), else on stdout."""
+    if logging.getLogger().handlers:
+        logging.getLogger(__name__).info(line)
+    else:
+        print(line, flush=True)
+
+
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a metrics.jsonl; a torn last line (a kill mid-write) is skipped."""
     rows = []
@@ -188,13 +198,13 @@ class WandbSink:
         name: str | None = None,
         record_path: str | Path | None = None,
         retry_delays: tuple[float, ...] | None = None,
-        echo=print,
+        echo=None,
     ):
         self.run = None
         self.run_dir = Path(run_dir)
         self.record_path = Path(record_path) if record_path else self.run_dir / "metrics.jsonl"
         self.retry_delays = tuple(RETRY_DELAYS if retry_delays is None else retry_delays)
-        self.echo = echo
+        self.echo = echo or announce
         self.sync_dir: Path | None = None  # the offline run's folder, set by close()
         self._logged: set[int] = set()  # steps the mirror holds
         self._first_step: int | None = None  # first step this session saw (resumes start later)
