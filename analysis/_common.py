@@ -308,7 +308,7 @@ def draw_range(
 ) -> None:
     """Shaded range per step for each condition; the edges are the means over seeds of lo, hi."""
     ranges = range_frame(df, lo_metric, hi_metric)
-    keys = condition_keys(df)
+    keys = styles.keys if styles is not None and styles.keys else condition_keys(df)
     conds = conditions(ranges, keys)
     styles = styles or ConditionStyles(conds)
     for condition in conds:
@@ -318,11 +318,19 @@ def draw_range(
         plot_range_band(ax, lo["step"], lo["mean"], hi["mean"], **styles(condition))
 
 
-def draw_smoothness(axes: Sequence[Any], df: pd.DataFrame, band: str, logy: bool = False) -> None:
-    """Paper Fig. 4's three panels: loss landscape, gradient predictiveness, β-smoothness."""
+def draw_smoothness(
+    axes: Sequence[Any],
+    df: pd.DataFrame,
+    band: str,
+    logy: bool = False,
+    styles: ConditionStyles | None = None,
+) -> None:
+    """Paper Fig. 4's three panels: loss landscape, gradient predictiveness, β-smoothness.
+    `styles`: the figure's, when its other panels show more conditions (labels must agree)."""
     present = set(df["metric"].unique())
-    conds = conditions(df[df["metric"].str.startswith("landscape/")], condition_keys(df))
-    styles = ConditionStyles(conds)
+    if styles is None:
+        conds = conditions(df[df["metric"].str.startswith("landscape/")], condition_keys(df))
+        styles = ConditionStyles(conds)
     loss_ax, grad_ax, beta_ax = axes
     if "landscape/losses" in present:
         draw_range(loss_ax, df, "landscape/losses", styles=styles)

@@ -75,9 +75,9 @@ def make_figure(
         if metric == "train/loss" and logy:
             ax.set_yscale("log")
         if smooth and set(SMOOTHNESS_METRICS) <= set(part["metric"].unique()):
-            draw_smoothness(axes[row, 1:], part, band, logy=logy)
-            for ax in axes[row, 1:]:
-                ax.set_title(f"{prefix}{ax.get_title()}", fontsize=8)
+            draw_smoothness(axes[row, 1:], part, band, logy=logy, styles=styles)
+            for ax in axes[row, 1:]:  # narrow panels: the model is named once, on the left
+                ax.set_title(ax.get_title(), fontsize=7)
     caption = band_caption(band, rows)
     if smooth:
         caption += ";\nloss landscape and gradient predictiveness: shaded min–max over step sizes η"

@@ -380,6 +380,16 @@ def plot_ridges(
     return median
 
 
+def legend_columns(fig: matplotlib.figure.Figure, labels: Sequence[str]) -> int:
+    """As many legend columns as fit the figure's width (at most 4): a label of n characters
+    takes about 0.55 n font sizes, plus the handle."""
+    size = plt.rcParams["legend.fontsize"]
+    size = size if isinstance(size, int | float) else 7.0
+    width_pt = fig.get_figwidth() * 72
+    entry_pt = 0.55 * size * max(len(label) for label in labels) + 4 * size
+    return max(1, min(len(labels), 4, int(width_pt // entry_pt)))
+
+
 def legend_below(
     fig: matplotlib.figure.Figure,
     axes: Sequence[matplotlib.axes.Axes],
@@ -403,8 +413,7 @@ def legend_below(
         handles,
         labels,
         loc="outside lower center" if outside else "upper center",
-        # short labels side by side; long ones (several swept keys) three to a row
-        ncol=min(len(labels), 4 if max(map(len, labels)) <= 32 else 3),
+        ncol=legend_columns(fig, labels),
         frameon=False,
         title=caption,
         title_fontsize=7,
