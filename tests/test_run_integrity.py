@@ -328,7 +328,18 @@ def test_leftover_temp_files_are_removed_on_start(smoke, tmp_path):
 
 
 def test_diverging_run_with_every_probe_ends_diverged(smoke, tmp_path):
-    result = train(smoke("probes=full", "norm=none", "optim.lr=1e8"), tmp_path)
+    # every probe due at every step (the Hessian made cheap): the old loop ran them on the
+    # diverged weights of step 1 before looking at the loss, and crashed
+    cfg = smoke(
+        "probes=full",
+        "norm=none",
+        "optim.lr=1e8",
+        "probes.hessian.batch_size=32",
+        "probes.hessian.trace_max_probes=4",
+        "probes.hessian.density_steps=8",
+        "probes.hessian.density_probes=1",
+    )
+    result = train(cfg, tmp_path)
     assert result["state"] == "diverged", result["reason"]
     status = read_status(tmp_path)
     assert status["state"] == "diverged" and "non-finite training loss" in status["reason"]
