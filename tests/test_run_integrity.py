@@ -493,6 +493,10 @@ def test_refused_rerun_leaves_the_run_dir_byte_for_byte(monkeypatch, capsys, tmp
         )
         assert code == 2 and err.count("\n") == 1, (refused, err)
         assert tree_hash(run) == before, refused
+    # a refused command in a new run dir leaves no run dir behind
+    code, _, err = _main(monkeypatch, capsys, "scale=smoke", "norm.eps=0", f"hydra.run.dir={run}2")
+    assert code == 2 and err == "smoothbench-train: error: norm.eps=0.0 must be > 0\n"
+    assert not Path(f"{run}2").exists()
     # an accepted, already finished rerun says so
     code, out, _ = _main(
         monkeypatch, capsys, "scale=smoke", "steps=2", *COMMON, f"hydra.run.dir={run}"
@@ -505,4 +509,6 @@ def test_unwritable_run_dir_is_one_line(monkeypatch, capsys, tmp_path):
     blocker.write_text("not a dir")
     code, _, err = _main(monkeypatch, capsys, "scale=smoke", f"hydra.run.dir={blocker}/run")
     assert code == 2
-    assert err.startswith("smoothbench-train: error: cannot write") and err.count("\n") == 1
+    assert err == (
+        f"smoothbench-train: error: cannot create or write '{blocker}/run' (Not a directory)\n"
+    )

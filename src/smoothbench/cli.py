@@ -70,8 +70,9 @@ def hydra_error_message(err: BaseException) -> str:
 
 
 def _os_error_message(err: OSError) -> str:
+    """E.g. "cannot create or write '/runs/x' (Read-only file system)"."""
     where = f" {err.filename!r}" if err.filename else ""
-    return f"cannot write{where} ({err.strerror or err})"
+    return f"cannot create or write{where} ({err.strerror or err})"
 
 
 # Hydra needs this to let errors that happen before the task function (composition, creating
