@@ -183,6 +183,10 @@ def data_warnings(df: pd.DataFrame, probe_metrics: Sequence[str] = ()) -> list[s
                 diverged.append(run)
     if diverged:
         out.append(f"diverged: {_named(_run_labels(df, diverged))}")
+    unfinished = [r for r, s in statuses.items() if s in ("running", "failed", "unknown")]
+    if unfinished:
+        states = sorted({statuses[r] for r in unfinished})
+        out.append(f"not finished ({', '.join(states)}): {_named(_run_labels(df, unfinished))}")
     chance = _chance(df)
     if chance is not None:
         metric = "test/acc" if (df["metric"] == "test/acc").any() else "train/acc"

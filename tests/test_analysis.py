@@ -627,6 +627,10 @@ def test_warnings_for_few_probe_points_one_seed_and_a_diverged_run(vgg, sweeps, 
     assert "Warning: diverged: Standard + BatchNorm, lr 0.1, seed 1" in warnings
     assert "Warning: at chance (test/acc < 15%): Standard, lr 0.5, seed 0" in warnings
     assert "Warning: some conditions have a single seed" in warnings
+    assert (
+        "Warning: not finished (failed, running): Standard + BatchNorm, lr 0.5, seed 0; "
+        "Standard, lr 0.5, seed 0" in warnings
+    )
     one_seed = texts(script("fig3").make_figure(load_runs(sweeps["norms"]), layers=[5]), "warnings")
     assert "Warning: a single seed per condition: differences may be noise" in one_seed
     assert "diverged" not in one_seed and "probe point" not in one_seed
