@@ -512,3 +512,19 @@ def test_unwritable_run_dir_is_one_line(monkeypatch, capsys, tmp_path):
     assert err == (
         f"smoothbench-train: error: cannot create or write '{blocker}/run' (Not a directory)\n"
     )
+
+
+def test_hessian_warnings_name_config_keys_not_arguments():
+    from smoothbench.probes.runner import in_config_terms
+
+    eig = in_config_terms(
+        "worst relative Ritz residual is 0.1 > tol=0.001; raise max_iter (now 100) or tol"
+    )
+    assert eig == (
+        "worst relative Ritz residual is 0.1 > probes.hessian.tol=0.001; loosen probes.hessian.tol"
+    )
+    trace = in_config_terms("stopped at n_probes=4 with standard error 8.1 > rtol=0.02 x |mean|")
+    assert trace == (
+        "stopped at probes.hessian.trace_max_probes=4 with standard error 8.1 > "
+        "probes.hessian.trace_rtol=0.02 x |mean|"
+    )

@@ -11,6 +11,7 @@ NaN activation) records NaN for its quantities, with a warning, instead of stopp
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,22 @@ def _about_non_finite_values(err: BaseException) -> bool:
     """Whether an error says it met NaN or inf (scipy, numpy and torch phrase it so)."""
     text = str(err).lower()
     return any(word in text for word in ("nan", "inf", "finite"))
+
+
+# argument names of the Hessian functions -> the config keys that set them
+_CONFIG_TERMS = (
+    (re.compile(r"; raise max_iter \(now \d+\) or tol"), "; loosen probes.hessian.tol"),
+    (re.compile(r"\btol="), "probes.hessian.tol="),
+    (re.compile(r"\bn_probes="), "probes.hessian.trace_max_probes="),
+    (re.compile(r"\brtol="), "probes.hessian.trace_rtol="),
+)
+
+
+def in_config_terms(message: str) -> str:
+    """A Hessian warning reworded with the config keys that control it."""
+    for pattern, replacement in _CONFIG_TERMS:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 @dataclass
@@ -240,6 +257,15 @@ class ProbeRunner:
         return records
 
     def _measure_hessian(self) -> dict[str, Any]:
+        # the Hessian functions' warnings name their own arguments; a run's log names config keys
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            records = self._hessian_records()
+        for w in caught:
+            warnings.warn(in_config_terms(str(w.message)), w.category, stacklevel=2)
+        return records
+
+    def _hessian_records(self) -> dict[str, Any]:
         h = self.hessian
         # one first-order graph serves every measurement below (~1.4 passes per product)
         op = HessianOperator(self.model, self.loss_fn, self.hessian_batch, h.bn_mode)
