@@ -2,7 +2,7 @@
 
 ICS of chosen layers over steps, with and without BatchNorm: the ℓ2 distance ‖G − G′‖₂ and the
 cosine similarity cos(G, G′) between a layer's gradient before and after the layers below it
-are updated (science.md §4). Paper: VGG at lr 0.01, layers #5 and #10; DLN at lr 1e-6 and
+are updated (docs/science.md §4). Paper: VGG at lr 0.01, layers #5 and #10; DLN at lr 1e-6 and
 1e-7, layers #9 and #17. Without --layers, every layer the runs record.
 
     python analysis/fig3.py multirun/fig3/<date> --out figures/

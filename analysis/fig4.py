@@ -1,6 +1,6 @@
 """Paper Fig. 4: BatchNorm makes the loss smoother (VGG; Fig. 10 is the same for the DLN).
 
-Measured along the gradient at each probed step (science.md §4): (a) loss landscape, the range
+Measured along the gradient at each probed step (docs/science.md §4): (a) loss landscape, the range
 of the loss over the step sizes; (b) gradient predictiveness, the range of ‖g_η − g‖₂;
 (c) effective β-smoothness. Shaded ranges show min..max over step sizes (means over seeds of
 each edge); the β-smoothness line is the mean over seeds with a seed band. By default runs of

@@ -1,4 +1,4 @@
-"""Curvature over training (PyHessian-style, science.md §4): sharper without BN or shortcuts.
+"""Curvature over training (PyHessian-style; docs/science.md §4): sharper without BN or shortcuts.
 
 (a) the largest Hessian eigenvalue λ_max over steps with the edge of stability 2/lr (dashed;
 Cohen et al. 2021); (b) the Hutchinson trace with a ±1 standard-error band; (c) the spectral

@@ -1,6 +1,6 @@
 """Load finished (and unfinished) runs into tidy pandas frames.
 
-A run is a directory written by `smoothbench-train` (see design.md, "The run directory"):
+A run is a directory written by `smoothbench-train` (see docs/architecture.md, "The run directory"):
 `.hydra/config.yaml`, `metrics.jsonl`, `status.json`, optionally `surfaces/*.npz`. A sweep is a
 directory holding numbered run directories. The same frames can be built from a W&B project,
 whose runs mirror the scalar metrics.
