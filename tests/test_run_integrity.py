@@ -528,3 +528,20 @@ def test_hessian_warnings_name_config_keys_not_arguments():
         "stopped at probes.hessian.trace_max_probes=4 with standard error 8.1 > "
         "probes.hessian.trace_rtol=0.02 x |mean|"
     )
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["-m", "a=1", "b=2"], ["-m", "hydra.output_subdir=null", "a=1", "b=2"]),
+        (["a=1", "--cfg", "job"], ["a=1", "--cfg", "job"]),  # no job runs: nothing to defer
+        ([], ["hydra.output_subdir=null"]),
+        (["hydra.output_subdir=out"], ["hydra.output_subdir=out"]),
+    ],
+)
+def test_hydra_output_is_deferred_inside_the_overrides(argv, expected):
+    from smoothbench.cli import _defer_hydra_output
+
+    full = ["smoothbench-train", *argv]
+    _defer_hydra_output(full)
+    assert full[1:] == expected

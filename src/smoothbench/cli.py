@@ -75,6 +75,27 @@ def _os_error_message(err: OSError) -> str:
     return f"cannot create or write{where} ({err.strerror or err})"
 
 
+# Flags after which Hydra runs no job (and some of which take the next argument as a value).
+_NO_JOB_FLAGS = ("-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info")
+_NO_JOB_FLAGS += ("-sc", "--shell-completion", "-p", "--package")
+
+
+def _defer_hydra_output(argv: list[str]) -> None:
+    """Add `hydra.output_subdir=null` to the command line's overrides (in place).
+
+    Hydra's parser takes the overrides as one contiguous group of positional arguments, so it
+    goes right before the first of them (or at the end when there is none).
+    """
+    args = argv[1:]
+    if any(a.split("=")[0] in _NO_JOB_FLAGS for a in args):
+        return
+    if any(a.lstrip("+~").startswith("hydra.output_subdir=") for a in args):
+        return  # the user chose where Hydra writes it: Hydra writes it then
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), None)
+    position = len(argv) if first is None else first + 1
+    argv.insert(position, "hydra.output_subdir=null")
+
+
 # Hydra needs this to let errors that happen before the task function (composition, creating
 # the run dir, opening the log file) reach us as exceptions instead of printing its own report.
 _FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -92,11 +113,8 @@ def run_hydra_main(
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    args = sys.argv[1:]
-    completing = any(a.startswith(("-sc", "--shell-completion")) for a in args)
-    if defer_hydra_output and not completing:
-        if not any(a.lstrip("+").startswith("hydra.output_subdir=") for a in args):
-            sys.argv[1:1] = ["hydra.output_subdir=null"]
+    if defer_hydra_output:
+        _defer_hydra_output(sys.argv)
     previous = os.environ.get(_FULL_ERROR)
     os.environ[_FULL_ERROR] = "1"
     try:
