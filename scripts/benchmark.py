@@ -1,56 +1,95 @@
-"""What the probes cost, side by side with a plain training step, in one run on one model and batch.
+"""What the training loop and the probes cost next to a plain PyTorch step, measured in one run.
 
-    python scripts/benchmark.py                         # VGG-11 (width 1/4) + BN, digits, CPU
-    python scripts/benchmark.py --device cuda --width 1 --batch-size 128
+    python scripts/benchmark.py                                   # CPU, VGG-11 w=1/4, digits
+    python scripts/benchmark.py --device cuda model=vgg16 model.width=1 data=cifar10 \\
+        data.root=$SMOOTHBENCH_CIFAR10_JPEG data.name=imagefolder
+    python scripts/benchmark.py --json out.json --steps 200        # also write the figures
 
-Prints (1) a plain training step's time and each probe's cost as a multiple of it, (2) the top
-Hessian eigenvalue by our Lanczos against a 100-iteration power iteration at tolerance 1e-3
-(PyHessian's default algorithm): HVP counts, time and the value each returns, on a briefly
-trained VGG-11, and (3) 2-D loss-surface points per second. Ratios measured in one process are
-what to quote; absolute times depend on the machine and its load.
+Positional arguments are Hydra overrides of the training config (conf/train.yaml and its
+schema), so the benchmark measures exactly the run those overrides describe. It prints:
+
+1. the real training loop (`smoothbench.train.train`, probes=off, deterministic=false) per step
+   against a plain PyTorch loop of the same model, batch, data and optimizer, as a ratio; the
+   loop's per-step time is the difference of two runs of different lengths, so start-up,
+   evaluation and the final checkpoint cancel out;
+2. what deterministic=true costs per step;
+3. each probe's cost as a multiple of a plain step;
+4. the Hessian: one product (HVP), building the first-order graph, Lanczos against
+   HVPs x one HVP + the graph, and a trace probe in HVPs.
+
+Ratios measured in one process are what to quote; absolute times depend on the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
 
-from smoothbench.build import build_data_from_config, build_model_from_config, cross_entropy
+from smoothbench.build import (
+    build_data_from_config,
+    build_model_from_config,
+    build_optimizer,
+    loss_fn_for,
+)
+from smoothbench.config import register_configs
 from smoothbench.models import numbered_layers, set_noise_step
 from smoothbench.probes.activations import activation_stats, choose_units
 from smoothbench.probes.bn_damping import bn_gradient_damping
 from smoothbench.probes.covariate_shift import covariate_shift
 from smoothbench.probes.hessian import (
+    HessianOperator,
     hessian_density,
     hessian_eigenvalues,
     hessian_trace,
-    power_iteration,
 )
 from smoothbench.probes.landscape import gradient_landscape, landscape_step_sizes
 from smoothbench.probes.state import parameters_dict
-from smoothbench.probes.surface import filter_normalized_direction, loss_surface
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+DEFAULT_OVERRIDES = ["model=vgg11", "model.width=0.25", "data=digits", "batch_size=128"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="vgg11")
-    p.add_argument("--norm", default="batch")
-    p.add_argument("--width", type=float, default=0.25)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--data", default="digits", help="digits | imagefolder (with --data-root)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--warmup-steps", type=int, default=100, help="brief training before measuring")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--surface-points", type=int, default=5, help="grid side of the 2-D surface")
-    p.add_argument("--surface-subset", type=int, default=512)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides of the training config")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--steps", type=int, default=40, help="timed steps of each loop")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps before timing")
+    p.add_argument("--repeats", type=int, default=3, help="timings per probe (median)")
+    p.add_argument("--rounds", type=int, default=2, help="loop-vs-plain pairs (median)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-deterministic", action="store_true", help="skip deterministic=true")
+    p.add_argument("--no-probes", action="store_true", help="only the loop-vs-plain part")
+    p.add_argument("--json", default=None, help="also write the measurements to this file")
     return p.parse_args(argv)
+
+
+def compose_config(overrides: list[str], device: str) -> DictConfig:
+    """The training config the overrides describe, from the schema and conf/ (no copies)."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                *overrides,
+                "probes=off",
+                "deterministic=false",
+                "progress=false",
+                "logger=local",
+                f"device={device}",
+            ],
+        )
+    return cfg
 
 
 def synchronize(device: torch.device) -> None:
@@ -58,7 +97,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device, repeats: int) -> tuple[float, object]:
+def timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:
     """Median wall time of `fn()` over `repeats` calls (after one warm-up call)."""
     result = fn()
     times = []
@@ -71,64 +110,73 @@ def timed(fn, device, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
-    cfg = OmegaConf.create(
-        {
-            "seed": 0,
-            "model": {
-                "name": args.model,
-                "width": args.width,
-                "init": "xavier",
-                "shortcut": True,
-                "depth": 25,
-                "dim": 10,
-            },
-            "norm": {
-                "name": args.norm,
-                "eps": 1e-5,
-                "momentum": 0.1,
-                "groups": 32,
-                "noise": {"n_mu": 0.5, "n_sigma": 1.25, "r_mu": 0.1, "r_sigma": 0.1},
-            },
-            "data": {
-                "name": args.data,
-                "root": args.data_root,
-                "download": False,
-                "augment": False,
-                "normalize": True,
-                "num_samples": 1000,
-                "dim": 10,
-                "data_seed": 1234,
-                "test_fraction": 0.2,
-            },
-        }
-    )
-    data = build_data_from_config(cfg).to(device)
-    torch.manual_seed(0)
-    model = build_model_from_config(cfg).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
-    loss_fn = cross_entropy
+def loop_step_time(cfg: DictConfig, steps: int, warmup: int, deterministic: bool) -> float:
+    """Seconds per step of the real training loop: two fresh runs, (T(w + s) − T(w)) / s."""
+    from smoothbench.train import train
 
-    def train_step(step: int):
-        set_noise_step(model, step)
-        x, y = data.batch(step, args.batch_size, seed=0)
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
+    durations = []
+    for total in (warmup, warmup + steps):
+        run_cfg = cfg.copy()
+        with open_dict(run_cfg):
+            run_cfg.steps = total
+            run_cfg.deterministic = deterministic
+            run_cfg.eval_every = 10**9  # evaluated at step 0 and at the end: equal in both runs
+            run_cfg.checkpoint_every = 10**9
+            run_cfg.keep_checkpoints = []
+        with tempfile.TemporaryDirectory(prefix="sb-bench-") as run_dir:
+            start = time.perf_counter()
+            train(run_cfg, run_dir)
+            durations.append(time.perf_counter() - start)
+    torch.use_deterministic_algorithms(False)  # train() set it process-wide
+    return (durations[1] - durations[0]) / steps
+
+
+class PlainLoop:
+    """The same model, data, batches, loss and optimizer as the run, in the plainest loop."""
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        self.data = build_data_from_config(cfg).to(device)
+        torch.manual_seed(cfg.seed)
+        classes = self.data.num_classes or cfg.model.dim
+        self.model = build_model_from_config(cfg, num_classes=classes).to(device)
+        if cfg.channels_last and device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = loss_fn_for(cfg)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.batch_size = self.data.num_train if cfg.optim.full_batch else cfg.batch_size
+        self.step_index = 0
+        self.model.train()
+
+    def step(self) -> torch.Tensor:
+        set_noise_step(self.model, self.step_index)
+        x, y = self.data.batch(
+            self.step_index, self.batch_size, self.cfg.seed, augment=self.cfg.data.augment
+        )
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast):
+            loss = self.loss_fn(self.model(x).float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
+        self.step_index += 1
         return loss
 
-    for step in range(args.warmup_steps):
-        train_step(step)
-    batch = data.batch(args.warmup_steps, args.batch_size, seed=0)
-    refs = numbered_layers(model)
-    counter = iter(range(args.warmup_steps, 10**9))
-    t_step, _ = timed(lambda: train_step(next(counter)), device, args.repeats)
+    def step_time(self, steps: int, warmup: int) -> float:
+        for _ in range(warmup):
+            self.step()
+        synchronize(self.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        synchronize(self.device)
+        return (time.perf_counter() - start) / steps
 
+
+def probe_costs(plain: PlainLoop, t_step: float, repeats: int) -> tuple[list, dict]:
+    """Each probe on the plain loop's model and next batch: (rows, hessian figures)."""
+    model, loss_fn, device, cfg = plain.model, plain.loss_fn, plain.device, plain.cfg
+    batch = plain.data.batch(plain.step_index, plain.batch_size, cfg.seed)
+    refs = numbered_layers(model)
     act_layers = {r.name: r.norm for r in refs}
     act_units = {
         r.name: choose_units(model.get_submodule(r.transform_name).weight.shape[0], 64, r.index)
@@ -137,77 +185,126 @@ def main(argv=None) -> None:
     ics_layers = {r.name: f"{r.transform_name}.weight" for r in refs[:2]}
     before = parameters_dict(model)
     after = {k: v - 1e-3 * torch.randn_like(v) for k, v in before.items()}
-    etas = landscape_step_sizes(args.lr, 0.5, 4.0, n=8)
+    etas = landscape_step_sizes(cfg.optim.lr, 0.5, 4.0, n=8)
     probes = {
-        "activations (all layers, 1 fwd)": lambda: activation_stats(
-            model, batch, act_layers, act_units
-        ),
+        "activations (all layers)": lambda: activation_stats(model, batch, act_layers, act_units),
         "landscape (8 step sizes)": lambda: gradient_landscape(model, loss_fn, batch, etas),
         "ICS (2 layers)": lambda: covariate_shift(model, loss_fn, batch, before, after, ics_layers),
         "BN damping": lambda: bn_gradient_damping(model, loss_fn, batch),
-        "Hessian top-1 (Lanczos)": lambda: hessian_eigenvalues(
-            model, loss_fn, batch, k=1, tol=1e-3
-        ),
-        "Hessian trace (20 probes)": lambda: hessian_trace(
-            model, loss_fn, batch, n_probes=20, rtol=0.0
-        ),
-        "Hessian density (1 probe, 30 steps)": lambda: hessian_density(
-            model, loss_fn, batch, steps=30, n_probes=1
-        ),
     }
-    rows = [("plain training step", t_step, 1.0)]
+    rows = []
     for name, fn in probes.items():
-        t, _ = timed(fn, device, max(1, args.repeats // 2))
+        t, _ = timed(fn, device, repeats)
         rows.append((name, t, t / t_step))
 
-    print(
-        f"# smoothbench probe costs: {args.model} width {args.width} norm {args.norm}, "
-        f"batch {args.batch_size}, {args.data}, device {device} "
-        f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    # the Hessian, in units of one product on a graph built once
+    t_build, op = timed(lambda: HessianOperator(model, loss_fn, batch), device, repeats)
+    v = torch.randn(op.size, device=op.device, dtype=op.dtype)
+    t_hvp, _ = timed(lambda: op.matvec(v), device, max(repeats, 5))
+    t_lanczos, (_, info) = timed(
+        lambda: hessian_eigenvalues(model, loss_fn, batch, k=1, tol=1e-3), device, repeats
     )
-    print(f"\n{'measurement':<40}{'time [ms]':>12}{'x train step':>14}")
-    for name, t, ratio in rows:
-        print(f"{name:<40}{1000 * t:>12.1f}{ratio:>14.2f}")
+    lanczos_hvps = info["hvps"]
+    t_trace, (_, _, trace_info) = timed(
+        lambda: hessian_trace(
+            None, None, None, n_probes=20, rtol=0.0, operator=op, return_info=True
+        ),
+        device,
+        repeats,
+    )
+    t_density, _ = timed(
+        lambda: hessian_density(None, None, None, steps=30, n_probes=1, operator=op),
+        device,
+        repeats,
+    )
+    rows += [
+        ("Hessian: build the graph", t_build, t_build / t_step),
+        ("Hessian: one HVP", t_hvp, t_hvp / t_step),
+        (f"Hessian top-1 (Lanczos, {lanczos_hvps} HVPs)", t_lanczos, t_lanczos / t_step),
+        ("Hessian trace (20 probes)", t_trace, t_trace / t_step),
+        ("Hessian density (1 probe, 30 steps)", t_density, t_density / t_step),
+    ]
+    hessian = {
+        "build_s": t_build,
+        "hvp_s": t_hvp,
+        "lanczos_s": t_lanczos,
+        "lanczos_hvps": lanczos_hvps,
+        "lanczos_over_hvps_plus_build": t_lanczos / (lanczos_hvps * t_hvp + t_build),
+        "trace_probe_in_hvps": t_trace / trace_info["probes"] / t_hvp,
+        "density_step_in_hvps": t_density / 30 / t_hvp,
+    }
+    return rows, hessian
 
-    # top eigenvalue: our Lanczos vs PyHessian's power iteration, same model and batch
-    print(f"\n{'top eigenvalue method':<40}{'HVPs':>8}{'time [s]':>10}{'value':>12}{'x step':>10}")
-    for label, fn in (
-        (
-            "Lanczos (ours, bn_mode=train)",
-            lambda: hessian_eigenvalues(model, loss_fn, batch, k=1, tol=1e-3),
-        ),
-        (
-            "power iteration, 100 it, tol 1e-3",
-            lambda: power_iteration(model, loss_fn, batch, max_iter=100, tol=1e-3),
-        ),
-    ):
-        synchronize(device)
-        start = time.perf_counter()
-        value, info = fn()
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        value = float(np.asarray(value).ravel()[0])
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = args.overrides or DEFAULT_OVERRIDES
+    cfg = compose_config(overrides, device.type)
+    header = (
+        f"# smoothbench benchmark: {cfg.model.name} width {cfg.model.width} norm {cfg.norm.name}, "
+        f"batch {cfg.batch_size}, {cfg.data.name}, {cfg.optim.name}, autocast {cfg.autocast}, "
+        f"channels_last {cfg.channels_last}; device {device} ({device_name(device)}), "
+        f"torch {torch.__version__}"
+    )
+    print(header, flush=True)
+
+    # alternate the two loops so a change of machine load hits both alike; medians
+    loops, plains = [], []
+    for _ in range(args.rounds):
+        loops.append(loop_step_time(cfg, args.steps, args.warmup, deterministic=False))
+        plain = PlainLoop(cfg, device)
+        plains.append(plain.step_time(args.steps, args.warmup))
+    t_loop, t_plain = statistics.median(loops), statistics.median(plains)
+    results: dict = {
+        "device": device_name(device),
+        "overrides": overrides,
+        "plain_step_s": t_plain,
+        "loop_step_s": t_loop,
+        "loop_over_plain": t_loop / t_plain,
+        "rounds": {"loop_step_s": loops, "plain_step_s": plains},
+    }
+    if not args.no_deterministic:
+        t_det = loop_step_time(cfg, args.steps, args.warmup, deterministic=True)
+        results.update(deterministic_step_s=t_det, deterministic_over_loop=t_det / t_loop)
+
+    print(f"\n{'training step':<44}{'ms/step':>10}{'x plain':>10}")
+    print(f"{'plain PyTorch loop':<44}{1000 * t_plain:>10.2f}{1.0:>10.2f}")
+    print(f"{'train() probes=off deterministic=false':<44}{1000 * t_loop:>10.2f}"
+          f"{t_loop / t_plain:>10.2f}")  # fmt: skip
+    if "deterministic_step_s" in results:
+        t_det = results["deterministic_step_s"]
+        print(f"{'train() probes=off deterministic=true':<44}{1000 * t_det:>10.2f}"
+              f"{t_det / t_plain:>10.2f}")  # fmt: skip
+
+    if not args.no_probes:
+        rows, hessian = probe_costs(plain, t_plain, args.repeats)
+        results["probes"] = {name: {"s": t, "x_plain_step": r} for name, t, r in rows}
+        results["hessian"] = hessian
+        print(f"\n{'probe (one measurement)':<44}{'ms':>10}{'x step':>10}")
+        for name, t, ratio in rows:
+            print(f"{name:<44}{1000 * t:>10.1f}{ratio:>10.2f}")
         print(
-            f"{label:<40}{info['hvps']:>8}{elapsed:>10.2f}{value:>12.3f}{elapsed / t_step:>10.1f}"
+            f"\nLanczos / (HVPs x one HVP + graph) = "
+            f"{hessian['lanczos_over_hvps_plus_build']:.2f} (target <= 1.3); "
+            f"trace probe = {hessian['trace_probe_in_hvps']:.2f} HVPs (target <= 1.2); "
+            f"density step = {hessian['density_step_in_hvps']:.2f} HVPs"
         )
-
-    # 2-D loss surface throughput (Li et al.), eval-mode BN on a fixed training subset
-    gen = torch.Generator().manual_seed(0)
-    directions = (filter_normalized_direction(model, gen), filter_normalized_direction(model, gen))
-    subset = data.fixed_subset(args.surface_subset, seed=0)
-    n = args.surface_points
-    coords = (np.linspace(-1, 1, n), np.linspace(-1, 1, n))
-    synchronize(device)
-    start = time.perf_counter()
-    loss_surface(model, loss_fn, subset, directions, coords, bn_mode="eval", batch_size=256)
-    synchronize(device)
-    elapsed = time.perf_counter() - start
-    print(
-        f"\n2-D surface: {n}x{n} points on {len(subset[1])} examples in {elapsed:.2f} s = "
-        f"{n * n / elapsed:.2f} points/s"
-    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float) + "\n")
+    return results
 
 
 if __name__ == "__main__":
-    main()
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    sys.exit(0 if main() else 1)
