@@ -96,8 +96,8 @@ def _probe_values(
     elif stat.kind == "max_ratio_over_steps":
         for layer in (1, 2):
             ratio = value if (step, layer) == (8, 2) else value / 2  # the max at one point
-            out[f"bn/layer{layer}/gamma_over_sigma"] = 2.0
-            out[f"bn/layer{layer}/grad_ratio"] = 2.0 * ratio
+            out[f"bn/layer{layer}/identity_rhs"] = 2.0
+            out[f"bn/layer{layer}/grad_in_norm"] = 2.0 * ratio
     elif stat.kind == "outlier_ratio":
         out["hessian/lambda_max"] = value if step > 0 else 1000.0  # bulk edge |λ| = 1
         out["hessian/density_grid"] = GRID
@@ -366,7 +366,7 @@ def test_every_step_claim_fails_on_one_bad_seed_without_an_interval():
     records, _ = claim_runs(claim, holds=True, seeds=(0,))
     assert evaluate_claim(claim, run_data(records)).verdict == "holds"  # universal: 1 seed ok
     records, _ = claim_runs(claim, holds=True)
-    records[1].records[8]["bn/layer2/grad_ratio"] = 2.0 * 1.01  # one step of seed 1 above γ/σ
+    records[1].records[8]["bn/layer2/grad_in_norm"] = 2.0 * 1.01  # one step above the bound
     result = evaluate_claim(claim, run_data(records))
     assert result.verdict == "fails" and result.why.startswith("seed 1: 1.01")
 
@@ -440,14 +440,16 @@ def test_not_run_without_the_preset_the_arm_or_the_metric():
     pending = dataclasses.replace(claim, needs="norm=noise in experiment=fig2's sweep")
     result = evaluate_claim(pending, run_data(controls))
     assert result.why == (
-        "no fig2 run has norm=noise; preset change needed: norm=noise in experiment=fig2's sweep"
+        "no fig2 run has norm=noise; to measure it: norm=noise in experiment=fig2's sweep"
     )
     # runs without the metric: fig4 runs that never ran the bn probe
     damping = CLAIMS_BY_ID["bn_damping_every_step"]
     fig4 = claim_runs(CLAIMS_BY_ID["bn_lowers_beta_vgg"])[0]
     result = evaluate_claim(damping, run_data(fig4))
     assert result.verdict == "not run"
-    assert result.why == "no fig1 or fig2 or fig4 or lp run records bn/layer*/grad_ratio"
+    assert result.why.startswith(
+        "no fig1 or fig2 or fig4 or lp run records bn/layer*/grad_in_norm; to measure it: "
+    )
 
 
 def test_edge_of_stability_is_not_run_on_sgd_hessian_runs():

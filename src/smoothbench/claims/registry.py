@@ -146,7 +146,7 @@ class Claim:
         preconditions: checks on the arms' runs (besides "every run finished").
         allow_diverged: arms whose diverged runs count (with the statistic's diverged value:
             chance accuracy), instead of failing the "finished" precondition.
-        needs: for a claim no shipped preset measures yet: the change it needs.
+        needs: for a claim the shipped presets or probes do not measure yet: what it needs.
     """
 
     id: str
@@ -491,23 +491,28 @@ def _hessian_claims() -> list[Claim]:
             id="bn_damping_every_step",
             figure="fig4",
             source=f"{SANTURKAR}, Thm 4.1",
-            statement="BatchNorm damps the gradient it passes back: at every recorded step and "
-            "BN layer, ‖∇_y L‖/‖∇_z L‖ ≤ γ/σ (read with γ/σ as the logged RMS over channels; "
-            "the theorem holds per channel).",
+            statement="Thm 4.1's damping holds at every recorded step and BN layer: the input "
+            "gradient ‖∇_y L‖ is at most the theorem's right-hand side, (γ/σ)·‖g‖ with g's mean "
+            "and its component along ŷ removed, summed over channels (within 0.1 % for "
+            "rounding). The logged ratio ‖∇_y L‖/‖∇_z L‖ against the RMS of γ/σ is no check of "
+            "it: with uneven γ_c/σ_c the ratio may exceed the RMS.",
             presets=("fig1", "fig2", "fig4", "lp"),
             compare=None,
             treatment=None,
             control=None,
             statistic=Statistic(
                 "max_ratio_over_steps",
-                "bn/layer*/grad_ratio",
-                denominator="bn/layer*/gamma_over_sigma",
+                "bn/layer*/grad_in_norm",
+                denominator="bn/layer*/identity_rhs",
             ),
             comparison="single",
             direction="<",
-            null=1.0,
+            null=1.001,
             every_run=True,
             where={"norm.name": "batch"},
+            needs="the bn probe to log bn/layerK/grad_in_norm and bn/layerK/identity_rhs "
+            "(probes/runner.py: the probe computes both and logs only grad_ratio and "
+            "gamma_over_sigma)",
         )
     )
     return claims

@@ -209,6 +209,6 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
         )
     needing = [c for c in claims if c.needs]
     if needing:
-        lines += ["", "## Claims no shipped preset measures yet", ""]
+        lines += ["", "## Claims the shipped presets and probes do not measure yet", ""]
         lines += [f"- `{c.id}` needs {c.needs}." for c in needing]
     return "\n".join(lines) + "\n"

@@ -444,7 +444,7 @@ def check_precondition(
 
 def _not_run(claim: Claim, why: str, runs: Sequence[RunData] = ()) -> Verdict:
     if claim.needs:
-        why = f"{why}; preset change needed: {claim.needs}"
+        why = f"{why}; to measure it: {claim.needs}"
     return Verdict(claim, "not run", why, runs=[r.run for r in runs])
 
 
