@@ -87,6 +87,7 @@ def _preempt_job_1(sweep, sweep_dir: Path, env: dict, cluster: SlurmCluster):
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_slurm_sweep_requeues_a_preempted_job_which_resumes_identically(tmp_path, slurm_cluster):
     env = {
         **os.environ,
