@@ -802,3 +802,20 @@ def test_train_help_has_examples_and_the_presets():
     assert re.search(r"^experiment: .*fig1, .*fig4", proc.stdout, re.M)
     assert "python scripts/list_experiments.py" in proc.stdout
     assert "Powered by Hydra" not in proc.stdout  # not Hydra's default page
+
+
+def test_report_banner_links_wandb(tmp_path):
+    """Online runs: the group page; offline runs: the `wandb sync` command of their files."""
+    sweep = make_norms_sweep(tmp_path, experiment="fig2", name="fig2")
+    (sweep / "0" / "wandb" / "offline-run-20260101_000000-abc").mkdir(parents=True)
+    cfg = config("vgg11", "batch", 0.1, 0, experiment="fig2")
+    cfg["logger"].update(name="wandb", entity="me", project="sb", group="fig2-smoke")
+    write_run(sweep / "9", config=cfg, records=[vgg_record(0.2, 0)], status={"state": "finished"})
+    page = script("report").write_report([str(sweep)], tmp_path / "out", figures=["fig2"])
+    banner = page.read_text().split('id="provenance"')[1].split("</table>")[0]
+    row = re.search(r"<tr><th>W&amp;B</th><td>(.*?)</td></tr>", banner).group(1)
+    assert '<a href="https://wandb.ai/me/sb/groups/fig2-smoke">' in row
+    assert (
+        f"<code>wandb sync {sweep / '0' / 'wandb' / 'offline-run-20260101_000000-abc'}</code>"
+        in row
+    )
