@@ -25,9 +25,9 @@
 #   DEVICE=cuda            cuda | cpu
 #   OUT=gpu-check-<time>   where everything goes (runs, logs, results.md)
 #   PAPER_STEPS=300        steps of the paper-scale run; PAPER_MODEL=vgg16 PAPER_WIDTH=1
-#   RPH_NS="1 2 4 8"       concurrent runs for runs per hour; RPH_STEPS=500 steps each
+#   RPH_NS="1 2 4 8"       concurrent runs for runs per hour; RPH_STEPS=2000 steps each
 #   RPH_ARGS="model=vgg11 model.width=0.25 batch_size=128"   the small run
-#   BENCH_STEPS=100        timed steps per benchmark loop; BENCH_ARGS: more benchmark options
+#   BENCH_STEPS=300        timed steps per benchmark loop; BENCH_ARGS: more benchmark options
 #   SKIP_TESTS=1           skips pytest -m gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,9 +39,9 @@ PAPER_STEPS=${PAPER_STEPS:-300}
 PAPER_MODEL=${PAPER_MODEL:-vgg16}
 PAPER_WIDTH=${PAPER_WIDTH:-1}
 RPH_NS=${RPH_NS:-"1 2 4 8"}
-RPH_STEPS=${RPH_STEPS:-500}
+RPH_STEPS=${RPH_STEPS:-2000}
 RPH_ARGS=${RPH_ARGS:-"model=vgg11 model.width=0.25 batch_size=128"}
-BENCH_STEPS=${BENCH_STEPS:-100}
+BENCH_STEPS=${BENCH_STEPS:-300}
 read -r -a BENCH_OPTS <<< "${BENCH_ARGS:-}"
 PACKED=${1:-${CIFAR10_PACKED:-}}
 mkdir -p "$OUT"
