@@ -111,11 +111,13 @@ def timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:
 
 
 def loop_step_time(cfg: DictConfig, steps: int, warmup: int, deterministic: bool) -> float:
-    """Seconds per step of the real training loop: two fresh runs, (T(w + s) − T(w)) / s."""
+    """Seconds per step of the real training loop: two fresh runs, (T(w + s) − T(w)) / s,
+    after an untimed run that pays the process's one-time costs (lazy imports, data cache,
+    CUDA context and kernels), which would otherwise land on the first timed run only."""
     from smoothbench.train import train
 
     durations = []
-    for total in (warmup, warmup + steps):
+    for total in (warmup, warmup, warmup + steps):
         run_cfg = cfg.copy()
         with open_dict(run_cfg):
             run_cfg.steps = total
@@ -128,7 +130,7 @@ def loop_step_time(cfg: DictConfig, steps: int, warmup: int, deterministic: bool
             train(run_cfg, run_dir)
             durations.append(time.perf_counter() - start)
     torch.use_deterministic_algorithms(False)  # train() set it process-wide
-    return (durations[1] - durations[0]) / steps
+    return (durations[2] - durations[1]) / steps
 
 
 class PlainLoop:

@@ -28,7 +28,7 @@
 #   RPH_NS="1 2 4 8"       concurrent runs for runs per hour; RPH_STEPS=2000 steps each
 #   RPH_ARGS="model=vgg11 model.width=0.25 batch_size=128"   the small run
 #   BENCH_STEPS=300        timed steps per benchmark loop; BENCH_ARGS: more benchmark options
-#   SKIP_TESTS=1           skips pytest -m gpu
+#   SKIP_TESTS=1           skips pytest -m gpu; BF16=1 times bf16 autocast on a CPU as well
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -132,6 +132,17 @@ if h:
     print(f"trace probe\t{h['trace_probe_in_hvps']:.2f} HVPs (target <= 1.2)")
 EOF
 )
+
+# the documented speed option: bf16 autocast + channels_last (the probes stay fp32)
+if [ "$DEVICE" = cuda ] || [ -n "${BF16:-}" ]; then
+  log "benchmark: bf16 autocast + channels_last"
+  "$PY" scripts/benchmark.py --device "$DEVICE" --steps "$BENCH_STEPS" --json "$OUT/bench_bf16.json" \
+    --no-probes --no-deterministic "${BENCH_OPTS[@]}" "${BENCH_MODEL[@]}" autocast=true \
+    channels_last=true > "$OUT/benchmark_bf16.log" 2>&1 || { tail -20 "$OUT/benchmark_bf16.log"; exit 1; }
+  row "bf16 autocast + channels_last: plain / train() step" "$("$PY" -c "
+import json; r = json.load(open('$OUT/bench_bf16.json'))
+print(f\"{1000 * r['plain_step_s']:.2f} ms / {1000 * r['loop_step_s']:.2f} ms\")")"
+fi
 
 # ---------------------------------------------------------------- 3. paper-scale run
 log "paper-scale run: $PAPER_MODEL width $PAPER_WIDTH, batch 128, $PAPER_STEPS steps"
