@@ -8,8 +8,10 @@ installed or the tests do not run as root.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,14 +32,17 @@ def slurm_cluster(tmp_path_factory):
         pytest.skip(f"SLURM not installed (missing: {', '.join(missing)})")
     if os.geteuid() != 0:
         pytest.skip("a test SLURM cluster needs root (slurmd starts jobs as their user)")
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    root = tmp_path_factory.mktemp("slurm")
+    if len(str(root)) > 60:  # munge's socket path must fit a unix socket name (108 bytes)
+        root = Path(tempfile.mkdtemp(prefix="sb-slurm-"))
+    cluster = SlurmCluster(root)
     try:
         cluster.start()
-    except Exception:
+        yield cluster
+    finally:
         cluster.stop()
-        raise
-    yield cluster
-    cluster.stop()
+        if root.parent == Path(tempfile.gettempdir()):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _run(cmd: list[str], env: dict) -> str:
