@@ -194,6 +194,11 @@ def test_a_resumed_mirror_backfills_only_its_own_session(tmp_path):
             ["model=resnet56", "norm=none", "model.shortcut=false", "seed=0"],
             "hessian-resnet56-none-shortcutfalse-s0",
         ),
+        (
+            {"seed": 0, "model": {"name": "vgg11"}, "norm": {"name": "batch"}},
+            ["probes=off", "steps=2", "hydra.output_subdir=null", "+optim.momentum=0.9"],
+            "vgg11-batch-probesoff-steps2-momentum0.9-s0",
+        ),
     ],
 )
 def test_run_names_carry_the_swept_keys(config, overrides, name):

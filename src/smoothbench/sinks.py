@@ -69,6 +69,9 @@ NAME_EXCLUDED_KEYS = ("experiment", "scale", "seed", "launcher", "device", "prog
 NAME_EXCLUDED_PREFIXES = ("hydra.", "logger", "launcher.")
 # Short forms of swept keys in run names: `optim.lr=0.5` -> `lr0.5`, `seed=0` -> `s0`.
 NAME_PREFIXES = {"optim.lr": "lr", "seed": "s"}
+# Config groups whose choice alone says what it is (`norm=batch` -> `batch`); any other key is
+# written with its name (`steps=2` -> `steps2`, `probes=off` -> `probesoff`).
+NAME_BARE_GROUPS = ("model", "norm", "data", "optim")
 
 
 def read_overrides(run_dir: str | Path) -> list[str]:
@@ -87,8 +90,8 @@ def run_name(config: dict[str, Any], overrides: list[str]) -> str:
     """`<experiment>-<swept values>-s<seed>`, e.g. `fig1-batch-lr0.5-s0`.
 
     Without an experiment the prefix is `<model>-<norm>`. Every override that changes what the
-    run is appears (group choices by their value, other keys as `<last key part><value>`), so two
-    runs of one sweep never share a name.
+    run is appears (model, norm, data and optim choices by their value, other keys as
+    `<last key part><value>`), so two runs of one sweep never share a name.
     """
     experiment = config.get("experiment")
     model = config.get("model", {}).get("name", "model")
@@ -100,7 +103,7 @@ def run_name(config: dict[str, Any], overrides: list[str]) -> str:
             continue
         if not experiment and key in ("model", "norm"):
             continue  # already in the prefix
-        if "." not in key:  # a config group (norm=batch, model=vgg16): its choice says it
+        if key in NAME_BARE_GROUPS:
             parts.append(value)
         else:
             parts.append(NAME_PREFIXES.get(key, key.rsplit(".", 1)[-1]) + value)
