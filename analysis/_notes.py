@@ -88,7 +88,8 @@ def provenance_line(df: pd.DataFrame, eta: bool = True) -> str:
     if steps := _values(df, "steps"):
         parts.append(f"{_joined(steps)} steps")
     models = _joined(_values(df, "model.name"))
-    if widths := _values(df, "model.width"):
+    scaled = df[df["model.name"].astype(str) != "dln"] if "model.name" in df else df
+    if widths := _values(scaled, "model.width"):  # the DLN has no width to scale
         models += f" (width {_joined(widths)})"
     if models:
         parts.append(models)

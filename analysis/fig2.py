@@ -2,7 +2,8 @@
 distributions are less stable than those of the standard net.
 
 (a) training accuracy over steps for standard, BatchNorm and noisy BatchNorm nets (paper: lr
-0.1); (b) activation distributions of layers #2, #9 and #13, one column per net.
+0.1), and the standard net with the same noise but no BatchNorm (norm=noise) when the runs have
+it; (b) activation distributions of layers #2, #9 and #13, one column per net.
 
     python analysis/fig2.py multirun/fig2/<date> --out figures/
 """
@@ -29,7 +30,7 @@ from smoothbench.results import MissingMetricError, require_metrics
 
 NAME = "fig2"
 LAYERS = (2, 9, 13)
-NORMS = ("none", "batch", "noisy_batch")
+NORMS = ("none", "batch", "noisy_batch", "noise")
 LAYER_METRIC = "act/layer{}/quantiles"  # the per-layer metric that --layers selects
 METRICS = ["train/acc", "act/*/quantiles"]  # what the figure reads (fnmatch patterns)
 

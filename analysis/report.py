@@ -379,7 +379,7 @@ def banner_rows(paths: Sequence[str], runs: Sequence[RunRecord]) -> list[tuple[s
     models = []
     for run in runs:
         text = str(run.config.get("model.name"))
-        if run.config.get("model.width") is not None:
+        if run.config.get("model.width") is not None and text != "dln":  # no width to scale
             text += f" (width {_fmt(run.config['model.width'])})"
         if text not in models:
             models.append(text)

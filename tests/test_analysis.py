@@ -453,7 +453,7 @@ def test_report_opens_with_provenance_and_claims(report_page, tmp_path):
     banner = body.split('<table class="banner" id="provenance">')[1].split("</table>")[0]
     rows = dict(re.findall(r"<tr><th>([^<]+)</th><td>(.*?)</td></tr>", banner))
     assert rows["scale"] == "smoke" and rows["steps"] == "6" and rows["seeds"] == "0, 1"
-    assert rows["models"] == "vgg11 (width 0.25), dln (width 0.25)"
+    assert rows["models"] == "vgg11 (width 0.25), dln"
     assert rows["device"] == "cpu"
     assert "numpy " in rows["packages (this report)"]
     assert "git commit" in rows
