@@ -199,26 +199,25 @@ def probe_costs(plain: PlainLoop, t_step: float, repeats: int) -> tuple[list, di
         t, _ = timed(fn, device, repeats)
         rows.append((name, t, t / t_step))
 
-    # the Hessian, in units of one product on a graph built once
-    t_build, op = timed(lambda: HessianOperator(model, loss_fn, batch), device, repeats)
+    # the Hessian, in units of one product on a graph built once. Each repeat times a product
+    # right next to the Lanczos, trace and density it is compared with, so a change of machine
+    # load between them does not enter the ratios; medians over repeats.
+    op = HessianOperator(model, loss_fn, batch)
     v = torch.randn(op.size, device=op.device, dtype=op.dtype)
-    t_hvp, _ = timed(lambda: op.matvec(v), device, max(repeats, 5))
-    t_lanczos, (_, info) = timed(
-        lambda: hessian_eigenvalues(model, loss_fn, batch, k=1, tol=1e-3), device, repeats
-    )
-    lanczos_hvps = info["hvps"]
-    t_trace, (_, _, trace_info) = timed(
-        lambda: hessian_trace(
-            None, None, None, n_probes=20, rtol=0.0, operator=op, return_info=True
-        ),
-        device,
-        repeats,
-    )
-    t_density, _ = timed(
-        lambda: hessian_density(None, None, None, steps=30, n_probes=1, operator=op),
-        device,
-        repeats,
-    )
+    hessian_eigenvalues(None, None, None, k=1, tol=1e-3, operator=op)  # warm-up
+    keys = ("build", "hvp", "lanczos", "trace", "density")
+    samples: dict[str, list[float]] = {k: [] for k in keys}
+    ratios: dict[str, list[float]] = {"lanczos": [], "trace": [], "density": []}
+    lanczos_hvps = 0
+    for _ in range(max(1, repeats)):
+        times, lanczos_hvps, trace_probes = hessian_round(model, loss_fn, batch, device, v)
+        for key in keys:
+            samples[key].append(times[key])
+        hvp = times["hvp"]
+        ratios["lanczos"].append(times["lanczos"] / (lanczos_hvps * hvp + times["build"]))
+        ratios["trace"].append(times["trace"] / trace_probes / hvp)
+        ratios["density"].append(times["density"] / 30 / hvp)
+    t_build, t_hvp, t_lanczos, t_trace, t_density = (statistics.median(samples[k]) for k in samples)
     rows += [
         ("Hessian: build the graph", t_build, t_build / t_step),
         ("Hessian: one HVP", t_hvp, t_hvp / t_step),
@@ -231,11 +230,39 @@ def probe_costs(plain: PlainLoop, t_step: float, repeats: int) -> tuple[list, di
         "hvp_s": t_hvp,
         "lanczos_s": t_lanczos,
         "lanczos_hvps": lanczos_hvps,
-        "lanczos_over_hvps_plus_build": t_lanczos / (lanczos_hvps * t_hvp + t_build),
-        "trace_probe_in_hvps": t_trace / trace_info["probes"] / t_hvp,
-        "density_step_in_hvps": t_density / 30 / t_hvp,
+        "lanczos_over_hvps_plus_build": statistics.median(ratios["lanczos"]),
+        "trace_probe_in_hvps": statistics.median(ratios["trace"]),
+        "density_step_in_hvps": statistics.median(ratios["density"]),
     }
     return rows, hessian
+
+
+def hessian_round(model, loss_fn, batch, device, v) -> tuple[dict[str, float], int, int]:
+    """One timing of each Hessian measurement next to a product: (seconds by name, Lanczos
+    HVPs, trace probes)."""
+    t_build, op = timed(lambda: HessianOperator(model, loss_fn, batch), device, 1)
+    t_hvp, _ = timed(lambda: op.matvec(v), device, 3)
+    t_lanczos, (_, info) = timed(
+        lambda: hessian_eigenvalues(model, loss_fn, batch, k=1, tol=1e-3), device, 1
+    )
+    t_trace, (_, _, trace_info) = timed(
+        lambda: hessian_trace(
+            None, None, None, n_probes=20, rtol=0.0, operator=op, return_info=True
+        ),
+        device,
+        1,
+    )
+    t_density, _ = timed(
+        lambda: hessian_density(None, None, None, steps=30, n_probes=1, operator=op), device, 1
+    )
+    times = {
+        "build": t_build,
+        "hvp": t_hvp,
+        "lanczos": t_lanczos,
+        "trace": t_trace,
+        "density": t_density,
+    }
+    return times, info["hvps"], trace_info["probes"]
 
 
 def device_name(device: torch.device) -> str:
