@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smoothbench.probes.bn_damping import bn_gradient_damping
+from smoothbench.probes.bn import bn_gradient_damping
 
 
 def randomize_affine(model: nn.Module, generator: torch.Generator) -> nn.Module:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from smoothbench.probes.covariate_shift import covariate_shift
+from smoothbench.probes.ics import covariate_shift
 from smoothbench.probes.state import parameters_dict
 
 

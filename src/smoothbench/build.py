@@ -101,54 +101,35 @@ def learning_rate(
     raise ValueError(f"unknown lr schedule {schedule!r}; choose one of: {', '.join(LR_SCHEDULES)}")
 
 
-PROBE_NAMES = ("activations", "ics", "landscape", "bn", "hessian")
-
-
 def build_probe_runner(cfg: DictConfig, model: nn.Module, loss_fn, data: InMemoryData):
-    """The run's probes, their schedules and inputs, from `cfg.probes`."""
-    from smoothbench.probes.landscape import landscape_step_sizes
-    from smoothbench.probes.runner import HessianSettings, ProbeRunner
+    """The run's probes with their schedules, from `cfg.probes` (every probe the registry finds;
+    only those with a schedule other than `off` are built)."""
+    from smoothbench.probes.base import ProbeContext, settings_from
+    from smoothbench.probes.registry import probe_types
+    from smoothbench.probes.runner import ProbeRunner
     from smoothbench.probes.schedule import Schedule
 
-    p = cfg.probes
-    schedules = {
-        name: Schedule(
-            kind=p[name].schedule.kind,
-            total_steps=cfg.steps,
-            every=p[name].schedule.every,
-            num=p[name].schedule.num,
-            steps=tuple(p[name].schedule.steps),
-            final=p[name].schedule.final,
-        )
-        for name in PROBE_NAMES
-    }
-    is_dln = cfg.model.name == "dln"
-    low = p.landscape.low if p.landscape.low is not None else (0.01 if is_dln else 0.5)
-    high = p.landscape.high if p.landscape.high is not None else (30.0 if is_dln else 4.0)
-    hessian_batch = None
-    if schedules["hessian"].active:
-        hessian_batch = data.fixed_subset(p.hessian.batch_size, seed=cfg.seed)
-    h = p.hessian
-    return ProbeRunner(
+    context = ProbeContext(
         model=model,
         loss_fn=loss_fn,
-        schedules=schedules,
         seed=cfg.seed,
-        activation_layers=list(p.activations.layers),
-        activation_units=p.activations.units,
-        ics_layers=list(p.ics.layers),
-        landscape_step_sizes=landscape_step_sizes(cfg.optim.lr, low, high, n=p.landscape.points),
-        hessian=HessianSettings(
-            bn_mode=h.bn_mode,
-            top_k=h.top_k,
-            tol=h.tol,
-            smallest=h.smallest,
-            trace=h.trace,
-            trace_rtol=h.trace_rtol,
-            trace_max_probes=h.trace_max_probes,
-            density=h.density,
-            density_steps=h.density_steps,
-            density_probes=h.density_probes,
-        ),
-        hessian_batch=hessian_batch,
+        lr=cfg.optim.lr,
+        total_steps=cfg.steps,
+        model_name=cfg.model.name,
+        data=data,
     )
+    probes = []
+    for name, probe_type in probe_types().items():
+        settings = settings_from(cfg.probes[name], probe_type.settings_type)
+        s = settings.schedule
+        schedule = Schedule(
+            kind=s.kind,
+            total_steps=cfg.steps,
+            every=s.every,
+            num=s.num,
+            steps=tuple(s.steps),
+            final=s.final,
+        )
+        if schedule.active:
+            probes.append((probe_type(settings, context), schedule))
+    return ProbeRunner(model, loss_fn, probes)

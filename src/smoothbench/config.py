@@ -9,7 +9,7 @@ compose time with Hydra's own message. Checks of values (lr > 0, a known model n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -75,70 +75,27 @@ class OptimConfig:
     full_batch: bool = False  # gradient descent on the whole training set (the DLN)
 
 
-@dataclass
-class ScheduleConfig:
-    """When a probe runs: every N steps, log-spaced, or an explicit list of steps."""
+def _probes_config() -> type:
+    """`ProbesConfig`: `grad_norms` plus one field per probe, its settings dataclass.
 
-    kind: str = "off"  # off | every | log | list
-    every: int = 100  # every: period in steps (step 0 included)
-    num: int = 20  # log: how many log-spaced steps over the run
-    steps: list[int] = field(default_factory=list)  # list: exact steps
-    final: bool = True  # also run at the last step
+    Each probe's settings dataclass lives in its module (`probes/<name>.py`) and is its config
+    schema; the registry finds them, so nothing here names a probe.
+    """
+    from smoothbench.probes.registry import probe_types
 
-
-@dataclass
-class ActivationProbeConfig:
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    layers: list[int] = field(default_factory=list)  # layer #k, 1-based; empty: every layer
-    units: int = 64  # units (channels) sampled once per run per layer
-
-
-@dataclass
-class IcsProbeConfig:
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    # layer #k, 1-based; empty: every layer (one forward-backward each)
-    layers: list[int] = field(default_factory=list)
+    probe_fields = [
+        (name, probe.settings_type, field(default_factory=probe.settings_type))
+        for name, probe in probe_types().items()
+    ]
+    return make_dataclass(
+        "ProbesConfig",
+        # per_layer | total: gradient norms every step
+        [("grad_norms", str, field(default="per_layer")), *probe_fields],
+        namespace={"__module__": __name__},
+    )
 
 
-@dataclass
-class LandscapeProbeConfig:
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    # step sizes eta spanning [low, high] x lr; null picks the paper's range for the model
-    # ([1/2, 4] for image nets, [1/100, 30] for the DLN)
-    low: float | None = None
-    high: float | None = None
-    points: int = 8
-
-
-@dataclass
-class BnProbeConfig:
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-
-
-@dataclass
-class HessianProbeConfig:
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    bn_mode: str = "train"  # train (batch statistics) | eval (running statistics)
-    batch_size: int = 256  # the fixed measurement batch, from the training set, no augmentation
-    top_k: int = 1
-    tol: float = 1e-3
-    smallest: bool = False  # also the most negative eigenvalue
-    trace: bool = True
-    trace_rtol: float = 0.02  # stop Hutchinson when stderr <= rtol * |trace|
-    trace_max_probes: int = 200
-    density: bool = False
-    density_steps: int = 80
-    density_probes: int = 4
-
-
-@dataclass
-class ProbesConfig:
-    grad_norms: str = "per_layer"  # per_layer | total: gradient norms every step
-    activations: ActivationProbeConfig = field(default_factory=ActivationProbeConfig)
-    ics: IcsProbeConfig = field(default_factory=IcsProbeConfig)
-    landscape: LandscapeProbeConfig = field(default_factory=LandscapeProbeConfig)
-    bn: BnProbeConfig = field(default_factory=BnProbeConfig)
-    hessian: HessianProbeConfig = field(default_factory=HessianProbeConfig)
+ProbesConfig = _probes_config()
 
 
 @dataclass
@@ -275,9 +232,6 @@ def unknown_keys(cfg: Any, schema: type = None, prefix: str = "") -> list[str]:
     return found
 
 
-PROBES = ("activations", "ics", "landscape", "bn", "hessian")
-
-
 def validate(cfg: Any) -> None:
     """Check a composed config up front; raise ConfigError (one line) on the first bad value.
 
@@ -287,7 +241,6 @@ def validate(cfg: Any) -> None:
     from smoothbench.build import LR_SCHEDULES, OPTIMIZER_NAMES
     from smoothbench.data import DATA_NAMES
     from smoothbench.models import INIT_NAMES, MODEL_NAMES, NORM_NAMES
-    from smoothbench.probes.schedule import SCHEDULE_KINDS
 
     extra = unknown_keys(cfg)
     if extra:
@@ -303,7 +256,6 @@ def validate(cfg: Any) -> None:
     _choice("logger", cfg.logger.name, ("local", "wandb"))
     _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
     _choice("probes.grad_norms", cfg.probes.grad_norms, ("per_layer", "total"))
-    _choice("probes.hessian.bn_mode", cfg.probes.hessian.bn_mode, ("train", "eval"))
     _at_least("seed", cfg.seed, 0)
     _positive("optim.lr", cfg.optim.lr)
     _positive("model.width", cfg.model.width)
@@ -339,35 +291,7 @@ def validate(cfg: Any) -> None:
     _between("data.test_fraction", cfg.data.test_fraction, 0, 1, high_open=True)
     if cfg.data.test_fraction <= 0:
         raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} must be in (0, 1)")
-    for name in PROBES:
-        schedule = cfg.probes[name].schedule
-        _choice(f"probes.{name}.schedule.kind", schedule.kind, SCHEDULE_KINDS)
-        _at_least(f"probes.{name}.schedule.every", schedule.every, 1)
-        _at_least(f"probes.{name}.schedule.num", schedule.num, 1)
-        for step in schedule.steps:
-            _at_least(f"probes.{name}.schedule.steps", step, 0)
-    for name in ("activations", "ics"):
-        for layer in cfg.probes[name].layers:
-            _at_least(f"probes.{name}.layers", layer, 1)
-    _at_least("probes.activations.units", cfg.probes.activations.units, 1)
-    landscape = cfg.probes.landscape
-    _at_least("probes.landscape.points", landscape.points, 2)
-    for key in ("low", "high"):
-        if landscape[key] is not None:
-            _positive(f"probes.landscape.{key}", landscape[key])
-    if landscape.low is not None and landscape.high is not None and landscape.low >= landscape.high:
-        raise ConfigError(
-            f"probes.landscape.low={landscape.low} must be below "
-            f"probes.landscape.high={landscape.high}"
-        )
-    h = cfg.probes.hessian
-    _at_least("probes.hessian.batch_size", h.batch_size, 1)
-    _at_least("probes.hessian.top_k", h.top_k, 1)
-    _positive("probes.hessian.tol", h.tol)
-    _positive("probes.hessian.trace_rtol", h.trace_rtol)
-    _at_least("probes.hessian.trace_max_probes", h.trace_max_probes, 2)
-    _at_least("probes.hessian.density_steps", h.density_steps, 2)
-    _at_least("probes.hessian.density_probes", h.density_probes, 1)
+    _validate_probes(cfg.probes)
     if cfg.model.name == "dln" and cfg.data.name != "gaussian":
         raise ConfigError(
             f"model dln needs data=gaussian (regression targets), got data={cfg.data.name}"
@@ -388,6 +312,26 @@ def validate(cfg: Any) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("device=cuda but no CUDA device is available; use device=auto or cpu")
+
+
+def _validate_probes(probes: Any) -> None:
+    """Each probe's schedule, then the probe's own checks (`Probe.check`)."""
+    from smoothbench.probes.registry import probe_types
+    from smoothbench.probes.schedule import SCHEDULE_KINDS
+
+    for name in probe_types():
+        key = f"probes.{name}"
+        schedule = probes[name].schedule
+        _choice(f"{key}.schedule.kind", schedule.kind, SCHEDULE_KINDS)
+        _at_least(f"{key}.schedule.every", schedule.every, 1)
+        _at_least(f"{key}.schedule.num", schedule.num, 1)
+        for step in schedule.steps:
+            _at_least(f"{key}.schedule.steps", step, 0)
+    for name, probe in probe_types().items():
+        try:
+            probe.check(probes[name], f"probes.{name}")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def check_batch_fits(cfg: Any, num_train: int) -> None:

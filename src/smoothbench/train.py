@@ -366,7 +366,7 @@ def _train_locked(
     )
     from smoothbench.checkpoint import keep_previous, save_checkpoint
     from smoothbench.models import set_noise_step
-    from smoothbench.probes.state import parameters_dict, rng_state, set_rng_state
+    from smoothbench.probes.state import rng_state, set_rng_state
 
     device = resolve_device(cfg.device)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -506,12 +506,9 @@ def _train_locked(
                     measured = probes.measure(step, (x, y))
             record = {**head, **measured, **trained}
             record.update(gradient_norms(model, cfg.probes.grad_norms == "per_layer"))
-            ics_before = parameters_dict(model) if probes.wants_ics(step) else None
+            probes.before_update(step, (x, y))
             optimizer.step()
-            if ics_before is not None:
-                record.update(
-                    probes.measure_covariate_shift((x, y), ics_before, parameters_dict(model))
-                )
+            record.update(probes.after_update(step, (x, y)))
             sink.log(record)
             last = record
             bar.set_postfix(loss=f"{record['train/loss']:.3f}", refresh=False)

@@ -5,8 +5,7 @@ modes, optimizer state and every RNG exactly as it found them (see `state.preser
 """
 
 from smoothbench.probes.activations import activation_stats, choose_units
-from smoothbench.probes.bn_damping import bn_gradient_damping
-from smoothbench.probes.covariate_shift import covariate_shift
+from smoothbench.probes.bn import bn_gradient_damping
 from smoothbench.probes.hessian import (
     gradient_topk_share,
     hessian_density,
@@ -15,6 +14,7 @@ from smoothbench.probes.hessian import (
     hvp,
     power_iteration,
 )
+from smoothbench.probes.ics import covariate_shift
 from smoothbench.probes.landscape import gradient_landscape, landscape_step_sizes
 from smoothbench.probes.schedule import Schedule
 from smoothbench.probes.surface import (

@@ -8,11 +8,20 @@ mean and variance, and how much those moments moved since the previous measureme
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from smoothbench.probes.base import (
+    Probe,
+    ProbeContext,
+    ScheduleConfig,
+    out_units,
+    require_at_least,
+    select_layers,
+)
 from smoothbench.probes.state import preserved
 
 QUANTILES = (0.0, 0.05, 0.15, 0.30, 0.50, 0.70, 0.85, 0.95, 1.0)
@@ -145,3 +154,71 @@ def activation_stats(
 
 def _mean_abs_change(now: list[float], before: list[float]) -> float:
     return float(np.mean(np.abs(np.asarray(now) - np.asarray(before))))
+
+
+# ---- the probe: config key probes.activations, metrics act/layerK/...
+
+
+@dataclass
+class ActivationsSettings:
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    layers: list[int] = field(default_factory=list)  # layer #k, 1-based; empty: every layer
+    units: int = 64  # units (channels) sampled once per run per layer
+
+
+class ActivationsProbe(Probe):
+    """Activation distributions of the chosen layers, and how far their moments moved.
+
+    Its metric prefix is `act`, older than the probe's name, kept because every reader
+    (results, figures, claims, the W&B dashboard) reads `act/layerK/...`.
+    """
+
+    name = "activations"
+    settings_type = ActivationsSettings
+    order = 10
+
+    def __init__(self, settings: ActivationsSettings, context: ProbeContext):
+        super().__init__(settings, context)
+        refs = select_layers(self.model, list(settings.layers))
+        self.modules = {r.name: r.norm for r in refs}
+        self.units = {
+            r.name: choose_units(
+                out_units(self.model.get_submodule(r.transform_name)),
+                settings.units,
+                seed=context.seed * 1000 + r.index,
+            )
+            for r in refs
+        }
+        self.previous: dict | None = None  # the moments of the previous measurement
+
+    @classmethod
+    def check(cls, settings, key: str) -> None:
+        for layer in settings.layers:
+            require_at_least(f"{key}.layers", layer, 1)
+        require_at_least(f"{key}.units", settings.units, 1)
+
+    @property
+    def prefix(self) -> str:
+        return "act"
+
+    def measure(self, step: int, batch) -> dict:
+        stats, self.previous = activation_stats(
+            self.model, batch, self.modules, self.units, previous=self.previous
+        )
+        return {
+            f"act/{layer}/{key}": value
+            for layer, values in stats.items()
+            for key, value in values.items()
+        }
+
+    def nan_keys(self) -> list[str]:
+        return [f"act/{layer}/mean_of_means" for layer in self.modules]
+
+    def state_dict(self) -> dict:
+        return {"previous": self.previous} if self.previous is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.previous = state.get("previous")
+
+
+PROBE = ActivationsProbe

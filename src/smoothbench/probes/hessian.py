@@ -35,15 +35,25 @@ many probes they used and whether the budget cut them short.
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from smoothbench.probes.base import (
+    Probe,
+    ProbeContext,
+    ScheduleConfig,
+    require_at_least,
+    require_choice,
+    require_positive,
+)
 from smoothbench.probes.lanczos import (
     WHICH,
     device_generator,
@@ -576,3 +586,152 @@ def gradient_topk_share(
         return float("nan")
     projected = q.T @ g64
     return float(projected @ projected) / total
+
+
+# ---- the probe: config key probes.hessian, metrics hessian/...
+
+# argument names of the Hessian functions -> the config keys that set them
+_CONFIG_TERMS = (
+    (re.compile(r"; raise max_iter \(now \d+\) or tol"), "; loosen probes.hessian.tol"),
+    (re.compile(r"\btol="), "probes.hessian.tol="),
+    (re.compile(r"\bn_probes="), "probes.hessian.trace_max_probes="),
+    (re.compile(r"\brtol="), "probes.hessian.trace_rtol="),
+)
+
+
+def in_config_terms(message: str) -> str:
+    """A Hessian warning reworded with the config keys that control it."""
+    for pattern, replacement in _CONFIG_TERMS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+@dataclass
+class HessianSettings:
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    bn_mode: str = "train"  # train (batch statistics) | eval (running statistics)
+    batch_size: int = 256  # the fixed measurement batch, from the training set, no augmentation
+    top_k: int = 1
+    tol: float = 1e-3
+    smallest: bool = False  # also the most negative eigenvalue
+    trace: bool = True
+    trace_rtol: float = 0.02  # stop Hutchinson when stderr <= rtol * |trace|
+    trace_max_probes: int = 200
+    density: bool = False
+    density_steps: int = 80
+    density_probes: int = 4
+
+
+class HessianProbe(Probe):
+    """Top eigenvalues, trace and spectral density of the Hessian on a fixed batch."""
+
+    name = "hessian"
+    settings_type = HessianSettings
+    order = 40
+
+    def __init__(self, settings: HessianSettings, context: ProbeContext):
+        super().__init__(settings, context)
+        if context.data is None:
+            raise ValueError("the hessian probe needs the run's data for its fixed batch")
+        self.batch = context.data.fixed_subset(settings.batch_size, seed=context.seed)
+        self.seed = context.seed
+
+    @classmethod
+    def check(cls, settings, key: str) -> None:
+        require_choice(f"{key}.bn_mode", settings.bn_mode, BN_MODES)
+        require_at_least(f"{key}.batch_size", settings.batch_size, 1)
+        require_at_least(f"{key}.top_k", settings.top_k, 1)
+        require_positive(f"{key}.tol", settings.tol)
+        require_positive(f"{key}.trace_rtol", settings.trace_rtol)
+        require_at_least(f"{key}.trace_max_probes", settings.trace_max_probes, 2)
+        require_at_least(f"{key}.density_steps", settings.density_steps, 2)
+        require_at_least(f"{key}.density_probes", settings.density_probes, 1)
+
+    def measurement_batch(self, batch):
+        return self.batch
+
+    def nan_keys(self) -> list[str]:
+        keys = ["hessian/lambda_max"]
+        keys += ["hessian/lambda_min"] if self.settings.smallest else []
+        keys += ["hessian/trace"] if self.settings.trace else []
+        return keys
+
+    def measure(self, step: int, batch) -> dict:
+        # the Hessian functions' warnings name their own arguments; a run's log names config keys
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            records = self._records(batch)
+        for w in caught:
+            warnings.warn(in_config_terms(str(w.message)), w.category, stacklevel=2)
+        return records
+
+    def _records(self, batch) -> dict:
+        h = self.settings
+        # one first-order graph serves every measurement below (~1.4 passes per product)
+        op = HessianOperator(self.model, self.loss_fn, batch, h.bn_mode)
+        values, info = hessian_eigenvalues(
+            None,
+            None,
+            None,
+            k=h.top_k,
+            tol=h.tol,
+            bn_mode=h.bn_mode,
+            seed=self.seed,
+            operator=op,
+            return_eigenvectors=True,
+        )
+        records: dict = {
+            "hessian/bn_mode": h.bn_mode,
+            "hessian/eigenvalues": values,
+            "hessian/lambda_max": float(values[0]),
+            "hessian/residual": float(np.max(info["residuals"])),
+            "hessian/converged": bool(info["converged"]),
+            "hessian/grad_topk_share": gradient_topk_share(
+                None, None, None, info["eigenvectors"], bn_mode=h.bn_mode, operator=op
+            ),
+        }
+        if h.smallest:
+            low, _ = hessian_eigenvalues(
+                None,
+                None,
+                None,
+                k=1,
+                tol=h.tol,
+                which="smallest",
+                bn_mode=h.bn_mode,
+                seed=self.seed,
+                operator=op,
+            )
+            records["hessian/lambda_min"] = float(low[0])
+        if h.trace:
+            mean, stderr = hessian_trace(
+                None,
+                None,
+                None,
+                n_probes=h.trace_max_probes,
+                rtol=h.trace_rtol,
+                min_probes=min(10, h.trace_max_probes),
+                bn_mode=h.bn_mode,
+                seed=self.seed,
+                operator=op,
+            )
+            records["hessian/trace"] = mean
+            records["hessian/trace_stderr"] = stderr
+        if h.density:
+            grid, density = hessian_density(
+                None,
+                None,
+                None,
+                steps=h.density_steps,
+                n_probes=h.density_probes,
+                bn_mode=h.bn_mode,
+                seed=self.seed,
+                operator=op,
+            )
+            records["hessian/density_grid"] = grid
+            records["hessian/density"] = density
+        records["hessian/hvps"] = int(op.hvps)
+        return records
+
+
+PROBE = HessianProbe

@@ -8,11 +8,19 @@ change. A smooth landscape has small loss variation, a gradient that stays predi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from smoothbench.probes.base import (
+    Probe,
+    ProbeContext,
+    ScheduleConfig,
+    require_at_least,
+    require_positive,
+)
 from smoothbench.probes.state import preserved
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -135,3 +143,61 @@ def gradient_landscape(
         "beta_smoothness": beta,
         "grad_norm": g_norm,
     }
+
+
+# ---- the probe: config key probes.landscape, metrics landscape/...
+
+SCALARS = ("loss_variation", "grad_pred_min", "grad_pred_max", "beta_smoothness", "grad_norm")
+
+
+@dataclass
+class LandscapeSettings:
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # step sizes eta spanning [low, high] x lr; null picks the paper's range for the model
+    # ([1/2, 4] for image nets, [1/100, 30] for the DLN)
+    low: float | None = None
+    high: float | None = None
+    points: int = 8
+
+
+class LandscapeProbe(Probe):
+    """Loss and gradient along −g for a range of step sizes around the learning rate."""
+
+    name = "landscape"
+    settings_type = LandscapeSettings
+    order = 20
+
+    def __init__(self, settings: LandscapeSettings, context: ProbeContext):
+        super().__init__(settings, context)
+        is_dln = context.model_name == "dln"
+        low = settings.low if settings.low is not None else (0.01 if is_dln else 0.5)
+        high = settings.high if settings.high is not None else (30.0 if is_dln else 4.0)
+        self.step_sizes = landscape_step_sizes(context.lr, low, high, n=settings.points)
+
+    @classmethod
+    def check(cls, settings, key: str) -> None:
+        require_at_least(f"{key}.points", settings.points, 2)
+        for bound in ("low", "high"):
+            if getattr(settings, bound) is not None:
+                require_positive(f"{key}.{bound}", getattr(settings, bound))
+        if settings.low is not None and settings.high is not None and settings.low >= settings.high:
+            raise ValueError(f"{key}.low={settings.low} must be below {key}.high={settings.high}")
+
+    def measure(self, step: int, batch) -> dict:
+        result = gradient_landscape(self.model, self.loss_fn, batch, self.step_sizes)
+        return {
+            "landscape/step_sizes": result["step_sizes"],
+            "landscape/losses": result["losses"],
+            "landscape/grad_diffs": result["grad_diffs"],
+            "landscape/loss_variation": result["loss_variation"],
+            "landscape/grad_pred_min": result["grad_predictiveness"][0],
+            "landscape/grad_pred_max": result["grad_predictiveness"][1],
+            "landscape/beta_smoothness": result["beta_smoothness"],
+            "landscape/grad_norm": result["grad_norm"],
+        }
+
+    def nan_keys(self) -> list[str]:
+        return [f"landscape/{key}" for key in SCALARS]
+
+
+PROBE = LandscapeProbe
