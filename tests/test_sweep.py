@@ -164,7 +164,7 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    for preset, jobs in (("fig2", 3), ("fig4", 2)):
+    for preset, jobs in (("fig2", 4), ("fig4", 2)):  # fig2: standard, BN, noisy BN, noise
         runs = sorted(d for d in (out / preset).iterdir() if d.name.isdigit())
         assert len(runs) == jobs
         assert all(read_status(d)["state"] == "finished" for d in runs)
