@@ -146,3 +146,26 @@ def test_rejects_a_layer_the_model_never_calls():
     model, batch = build("mlp", eps=1e-5)
     with pytest.raises(ValueError, match="stray"):
         bn_gradient_damping(model, F.cross_entropy, batch, layers={"stray": nn.BatchNorm1d(7)})
+
+
+def test_bn_probe_records_both_sides_of_thm_4_1(smoke):
+    from smoothbench.build import build_data_from_config, build_model_from_config, loss_fn_for
+    from smoothbench.models import numbered_layers
+    from smoothbench.probes.base import ProbeContext
+    from smoothbench.probes.bn import BnProbe, BnSettings
+
+    cfg = smoke("probes=off")
+    data = build_data_from_config(cfg)
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg)
+    loss_fn = loss_fn_for(cfg)
+    batch = data.batch(0, 16, 0)
+    records = BnProbe(BnSettings(), ProbeContext(model=model, loss_fn=loss_fn)).measure(0, batch)
+    refs = [r for r in numbered_layers(model) if isinstance(r.norm, nn.BatchNorm2d)]
+    direct = bn_gradient_damping(model, loss_fn, batch, {r.name: r.norm for r in refs})
+    assert refs and len(records) == 4 * len(refs)
+    for r in refs:
+        for key in ("grad_ratio", "gamma_over_sigma", "grad_in_norm", "identity_rhs"):
+            assert records[f"bn/{r.name}/{key}"] == direct[r.name][key]
+        # the claims registry's check: the input gradient is at most the theorem's bound
+        assert records[f"bn/{r.name}/grad_in_norm"] <= records[f"bn/{r.name}/identity_rhs"] * 1.001

@@ -144,7 +144,9 @@ def bn_gradient_damping(
 
 # ---- the probe: config key probes.bn, metrics bn/layerK/...
 
-RECORDED = ("grad_ratio", "gamma_over_sigma")
+# grad_in_norm and identity_rhs are the two sides of Thm 4.1 (the claims registry checks their
+# ratio); grad_out_norm is grad_in_norm / grad_ratio and is not recorded
+RECORDED = ("grad_ratio", "gamma_over_sigma", "grad_in_norm", "identity_rhs")
 
 
 @dataclass
