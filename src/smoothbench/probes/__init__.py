@@ -1,7 +1,11 @@
-"""Measurements of the covariate-shift and smoothness hypotheses, one quantity per module.
+"""Measurements of the covariate-shift and smoothness hypotheses, one probe per module.
 
-Every probe is a function of (model, loss_fn, batch, ...) that leaves parameters, buffers, module
-modes, optimizer state and every RNG exactly as it found them (see `state.preserved`).
+Every measurement is a function of (model, loss_fn, batch, ...) that leaves parameters, buffers,
+module modes, optimizer state and every RNG exactly as it found them (see `state.preserved`);
+each probe module also defines `PROBE`, the class the runner schedules (see `base.py`).
+
+`filter_normalized_direction`, `loss_surface` and `interpolate_checkpoints` (post-hoc loss
+surfaces, not probes) live in `smoothbench.landscape_grid`; they are still importable from here.
 """
 
 from smoothbench.probes.activations import activation_stats, choose_units
@@ -17,11 +21,6 @@ from smoothbench.probes.hessian import (
 from smoothbench.probes.ics import covariate_shift
 from smoothbench.probes.landscape import gradient_landscape, landscape_step_sizes
 from smoothbench.probes.schedule import Schedule
-from smoothbench.probes.surface import (
-    filter_normalized_direction,
-    interpolate_checkpoints,
-    loss_surface,
-)
 
 __all__ = [
     "Schedule",
@@ -41,3 +40,15 @@ __all__ = [
     "loss_surface",
     "power_iteration",
 ]
+
+# post-hoc surfaces moved to smoothbench.landscape_grid, which imports probes.state: resolved on
+# first use, so neither package imports the other while it is being initialized
+_LANDSCAPE_GRID = ("filter_normalized_direction", "interpolate_checkpoints", "loss_surface")
+
+
+def __getattr__(name: str):
+    if name in _LANDSCAPE_GRID:
+        from smoothbench import landscape_grid
+
+        return getattr(landscape_grid, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
