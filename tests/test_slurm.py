@@ -167,7 +167,7 @@ def test_local_launcher_keeps_the_gpu_visible_and_caps_parallel_jobs(tmp_path):
         launcher = OmegaConf.to_container(hcfg.hydra.launcher)
         launcher.pop("_target_")
         launcher.pop("submitit_folder")
-        assert launcher.pop("name") == "sb-${oc.select:experiment,run}-${scale}"
+        assert launcher.pop("name") == "sb-${sb.or:${experiment},run}-${scale}"
         assert OmegaConf.select(hcfg, "hydra.launcher.name") == "sb-fig4-smoke"
         # the launcher plugin's own mapping: shared keys as they are, the rest prefixed
         shared = set(OmegaConf.structured(BaseQueueConf).keys())

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -137,7 +137,10 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Make `train_schema` available to `conf/train.yaml`'s defaults list."""
+    """Make `train_schema` available to `conf/train.yaml`'s defaults list, and register the
+    `sb.or` resolver the configs use: `${sb.or:${experiment},run}` is `run` when no preset is
+    chosen (`oc.select` only falls back on a missing key, not on a null one)."""
+    OmegaConf.register_new_resolver("sb.or", lambda v, d: d if v is None else v, replace=True)
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
