@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,8 @@ class InMemoryData:
     num_classes: int | None  # None: regression targets
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+    # (key, permutation on the device) of the latest epoch `batch` used
+    _order_cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def is_image(self) -> bool:
@@ -91,12 +93,29 @@ class InMemoryData:
         order = torch.randperm(self.num_train, generator=_generator(seed, epoch))
         return order[position * batch_size : (position + 1) * batch_size]
 
+    def _epoch_order(self, seed: int, epoch: int) -> torch.Tensor:
+        """`batch_indices`' permutation of (seed, epoch), drawn once per epoch and kept on the
+        data's device: a step then only slices it (no CPU draw or host-to-device copy)."""
+        key = (seed, epoch, self.num_train, self.train_x.device)
+        if self._order_cache is None or self._order_cache[0] != key:
+            order = torch.randperm(self.num_train, generator=_generator(seed, epoch))
+            self._order_cache = (key, order.to(self.train_x.device))
+        return self._order_cache[1]
+
     def batch(
         self, step: int, batch_size: int, seed: int, augment: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training batch of `step` as (float inputs, targets) on the data's device."""
-        idx = self.batch_indices(step, batch_size, seed).to(self.train_x.device)
-        x, y = self.train_x[idx], self.train_y[idx]
+        """The training batch of `step` as (float inputs, targets) on the data's device.
+
+        The same examples as `batch_indices(step, batch_size, seed)`, by the cached permutation.
+        """
+        if batch_size >= self.num_train:
+            x, y = self.train_x.clone(), self.train_y.clone()  # the whole set, in order
+        else:
+            epoch, position = divmod(step, self.steps_per_epoch(batch_size))
+            order = self._epoch_order(seed, epoch)
+            idx = order[position * batch_size : (position + 1) * batch_size]
+            x, y = self.train_x[idx], self.train_y[idx]
         if augment and self.is_image:
             x = random_crop_flip(x, _generator(seed, step, 1))
         return self.inputs(x), y
