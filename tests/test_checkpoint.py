@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from smoothbench.checkpoint import load_checkpoint, save_checkpoint
-from smoothbench.probes.state import rng_state, set_rng_state
+from smoothbench.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 def _payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -38,4 +37,3 @@ def test_rng_states_stay_on_cpu_whatever_map_location(tmp_path):
     torch.rand(5)  # move the generator on, then restore it from the checkpoint
     set_rng_state(ckpt["rng"])
     assert torch.equal(torch.get_rng_state(), expected)
-

@@ -8,11 +8,15 @@ torn one. A file that does not load is refused, never silently replaced by a fre
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+
+from smoothbench.rundir import write_atomic
 
 REQUIRED_KEYS = ("model", "optimizer", "rng", "step", "metrics_bytes", "config")
 
@@ -21,23 +25,31 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used (one line, says what to do)."""
 
 
+def rng_state() -> dict:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    # torch wants CPU ByteTensors here, also for the CUDA generators' states
+    torch.set_rng_state(state["torch"].cpu())
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write `payload` atomically; a failure (a full disk) leaves `path` as it was, no temp file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
+    write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def keep_previous(path: str | Path, previous: str | Path) -> None:

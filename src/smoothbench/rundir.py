@@ -18,8 +18,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 LOCK_NAME = ".lock"
 
@@ -151,8 +152,9 @@ def remove_temp_files(run_dir: str | Path) -> list[Path]:
     return removed
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, flush it to disk, rename it over `path`.
+def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write `data` (bytes, or a function writing to the open file) to a temp file beside `path`,
+    flush it to disk, rename it over `path`.
 
     A failure (a full disk) leaves `path` as it was and no temp file behind.
     """
@@ -160,7 +162,10 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
