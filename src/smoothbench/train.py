@@ -90,34 +90,30 @@ def evaluate(model, loss_fn, data, batch_size: int, classify: bool) -> dict[str,
 
     was_training = model.training
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
+    losses, corrects, sizes = [], [], []
     with torch.no_grad():
         for x, y in data.test_batches(batch_size):
             out = model(x)
-            total_loss += loss_fn(out, y).item() * len(y)
+            losses.append(loss_fn(out, y).reshape(1))
             if classify:
-                correct += (out.argmax(1) == y).sum().item()
-            count += len(y)
+                corrects.append((out.argmax(1) == y).sum().reshape(1))
+            sizes.append(len(y))
     model.train(was_training)
-    result = {"test/loss": total_loss / count}
+    # one device sync; then the sums of a loop of .item() calls, in its order (same floats)
+    values = torch.cat([t.to(torch.float64) for t in losses + corrects]).tolist()
+    total_loss, correct = 0.0, 0
+    for loss, size in zip(values, sizes, strict=False):
+        total_loss += loss * size
+    for count in values[len(losses) :]:
+        correct += int(count)
+    result = {"test/loss": total_loss / sum(sizes)}
     if classify:
-        result["test/acc"] = correct / count
+        result["test/acc"] = correct / sum(sizes)
     return result
 
 
-def gradient_norms(model, per_layer: bool) -> dict[str, float]:
-    import torch
-
-    named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
-    norms = torch._foreach_norm([g for _, g in named])
-    values = torch.stack(norms).tolist()  # one device sync for all of them
-    records = {"grad/norm": math.sqrt(sum(v * v for v in values))}
-    if per_layer:
-        records.update({f"grad/{n}": v for (n, _), v in zip(named, values, strict=False)})
-    return records
-
-
 def make_sinks(cfg: DictConfig, run_dir: Path, truncate_to: int | None):
+    """(metrics.jsonl's sink, a sink for both, the W&B mirror or None)."""
     from smoothbench.sinks import FanOut, JsonlSink, WandbSink
 
     jsonl = JsonlSink(run_dir / "metrics.jsonl", truncate_to=truncate_to)
@@ -126,7 +122,7 @@ def make_sinks(cfg: DictConfig, run_dir: Path, truncate_to: int | None):
         # the job's overrides name the W&B run; outside Hydra, the run dir's record of them
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
         mirror = WandbSink.for_run(run_dir, OmegaConf.to_container(cfg, resolve=True), overrides)
-    return jsonl, FanOut(jsonl, mirror)
+    return jsonl, FanOut(jsonl, mirror), mirror
 
 
 # ---- resume: which checkpoint, and whether metrics.jsonl still holds its rows ----
@@ -367,6 +363,7 @@ def _train_locked(
     from smoothbench.checkpoint import keep_previous, save_checkpoint
     from smoothbench.models import set_noise_step
     from smoothbench.probes.state import rng_state, set_rng_state
+    from smoothbench.step_log import PendingRow, StepLog, step_scalars
 
     device = resolve_device(cfg.device)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -378,6 +375,9 @@ def _train_locked(
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the fastest convolution kernels for the shapes
     data = build_data_from_config(cfg).to(device)
     check_batch_fits(cfg, data.num_train)
     torch.manual_seed(cfg.seed)
@@ -428,7 +428,7 @@ def _train_locked(
         log.info(resume_note)
     ckpt_dir = run_dir / "checkpoints"
     ckpt_path = ckpt_dir / "last.pt"
-    jsonl, sink = make_sinks(cfg, run_dir, truncate_to)
+    jsonl, sink, mirror = make_sinks(cfg, run_dir, truncate_to)
     clock = {"t0": time.perf_counter(), "step0": start}
 
     def throughput(step: int) -> float | None:
@@ -465,6 +465,33 @@ def _train_locked(
         mininterval=1.0,
     )
     model.train()
+    # per-step scalars stay on the device and are written in blocks (one sync per block); a
+    # block is written before anything that needs its rows: a checkpoint, a probe step (its
+    # loss check comes after the earlier rows'), an evaluation (which syncs anyway), a signal
+    # and the end
+    step_log = StepLog(
+        jsonl,
+        mirror,
+        classify=classify,
+        per_layer=cfg.probes.grad_norms == "per_layer",
+        mirror_extra=lambda step: _throughput_record(throughput(step + 1)),
+    )
+
+    def flush() -> dict[str, Any] | None:
+        """Write the pending rows; the diverged row if a loss among them was not finite."""
+        nonlocal last, record
+        written = step_log.flush()
+        if written.last is not None:
+            last = record = written.last
+            rate = throughput(last["step"] + 1)
+            postfix = {"loss": f"{last['train/loss']:.3f}"}
+            if rate is not None:
+                postfix["steps/s"] = f"{rate:.1f}"
+            bar.set_postfix(postfix, refresh=False)
+        if written.diverged is not None:
+            record = written.diverged
+        return written.diverged
+
     try:
         for step in bar:
             set_noise_step(model, step)  # noisy BN: one noise draw per update, seen by all probes
@@ -490,29 +517,37 @@ def _train_locked(
                 loss = loss_fn(out.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            trained: dict[str, Any] = {"train/loss": loss.item(), "train/lr": lr}
-            if classify:
-                trained["train/acc"] = (out.argmax(1) == y).float().mean().item()
-            if not math.isfinite(trained["train/loss"]):
-                record = {**head, **trained}
-                sink.log(record)
-                state, reason = "diverged", f"non-finite training loss at step {step}"
-                break
             # probes at θ_t, seeing buffers and RNG as before the forward pass: their records
-            # come first in the row, as when they ran before it
+            # come first in the row, as when they ran before it. The loss is checked first
+            # (a sync is fine at a probe step): probes never see diverged weights
             measured: dict[str, Any] = {}
             if probing:
+                diverged = flush()  # the earlier rows first (normally none are pending here)
+                if diverged is None and not math.isfinite(loss.item()):
+                    scalars = step_scalars(loss, out, y, model, classify)
+                    step_log.add(PendingRow(head, {}, lr, *scalars))
+                    diverged = flush()
+                if diverged is not None:
+                    state, reason = "diverged", f"non-finite training loss at step {record['step']}"
+                    break
                 with _as_before_forward(model, before):
                     measured = probes.measure(step, (x, y))
-            record = {**head, **measured, **trained}
-            record.update(gradient_norms(model, cfg.probes.grad_norms == "per_layer"))
+            scalars = step_scalars(loss, out, y, model, classify)  # on the device: no sync
             probes.before_update(step, (x, y))
             optimizer.step()
-            record.update(probes.after_update(step, (x, y)))
-            sink.log(record)
-            last = record
-            bar.set_postfix(loss=f"{record['train/loss']:.3f}", refresh=False)
+            after = probes.after_update(step, (x, y))
+            step_log.add(PendingRow(head, measured, lr, *scalars, after))
             due = (step + 1) % cfg.checkpoint_every == 0 or step + 1 in cfg.keep_checkpoints
+            if (
+                step_log.full
+                or due
+                or stop.signal_name
+                or step + 1 == cfg.steps
+                or (step + 1) % cfg.eval_every == 0
+                or probes.any_due(step + 1)
+            ) and flush() is not None:
+                state, reason = "diverged", f"non-finite training loss at step {record['step']}"
+                break
             if step + 1 < cfg.steps and (due or stop.signal_name):
                 checkpoint(step + 1, jsonl.tell())
             if stop.signal_name and step + 1 < cfg.steps:
@@ -538,6 +573,7 @@ def _train_locked(
         remove_temp_files(run_dir)
         raise RunFailed(f"run failed: {reason}; status.json says failed") from None
     except Exception as err:
+        _write_pending(flush)  # the rows of the steps before the error, as they were computed
         bar.close()
         stop.restore()
         reason = f"{type(err).__name__}: {err}".splitlines()[0]
@@ -547,6 +583,7 @@ def _train_locked(
     except BaseException:
         # KeyboardInterrupt (a second signal) or SystemExit: the status stays "running" and
         # the last checkpoint stands, so the same command resumes
+        _write_pending(flush)
         bar.close()
         stop.restore()
         sink.close(None)
@@ -568,6 +605,20 @@ def _train_locked(
     write_status(run_dir, state, final_step, reason, throughput(final_step))
     sink.close(state)
     return {"state": state, "step": final_step, "reason": reason, "last": last}
+
+
+def _throughput_record(steps_per_s: float | None) -> dict[str, float]:
+    """The W&B mirror's throughput key (never in metrics.jsonl, whose bytes are the run's)."""
+    return {} if steps_per_s is None else {"perf/steps_per_s": steps_per_s}
+
+
+def _write_pending(flush: Callable[[], Any]) -> None:
+    """Write the computed rows on the way out of a failed or interrupted run, if possible (the
+    rows after the last checkpoint are rewritten on resume in any case)."""
+    try:
+        flush()
+    except BaseException:
+        log.warning("could not write the rows computed since the last flush")
 
 
 def _record_failure(run_dir: Path, step: int, reason: str) -> None:
