@@ -139,3 +139,16 @@ def test_throughput_reaches_the_mirror_and_status_but_not_the_record(smoke, tmp_
     assert rated == [2, 5] and all(Mirror.rows[s]["perf/steps_per_s"] > 0 for s in rated)
     assert [{k: v for k, v in r.items() if k != "perf/steps_per_s"} for r in Mirror.rows] == rows
     assert read_status(tmp_path)["steps_per_s"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_batches_are_the_cpu_batches():
+    data = load_digits_images(test_fraction=0.2)
+    on_gpu = data.to("cuda")
+    for step in (0, 3, data.steps_per_epoch(32) + 1):
+        for augment in (False, True):
+            x, y = data.batch(step, 32, 0, augment=augment)
+            gx, gy = on_gpu.batch(step, 32, 0, augment=augment)
+            assert torch.equal(gy.cpu(), y)  # the same examples, cropped and flipped alike:
+            assert torch.allclose(gx.cpu(), x, rtol=0, atol=1e-6)  # (normalized on another chip)

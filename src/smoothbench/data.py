@@ -133,13 +133,21 @@ class InMemoryData:
             yield self.inputs(self.test_x[start:stop]), self.test_y[start:stop]
 
 
+def _to_device(drawn: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU draw on `device`; to a GPU through pinned memory, so the copy does not wait for
+    the device to finish its queued work (a pageable copy would, at every step)."""
+    if device.type != "cuda":
+        return drawn.to(device)
+    return drawn.pin_memory().to(device, non_blocking=True)
+
+
 def random_crop_flip(
     images: torch.Tensor, generator: torch.Generator, pad: int = 4
 ) -> torch.Tensor:
     """Per-image random crop from a zero-padded copy, and a random horizontal flip."""
     n, _, h, w = images.shape
-    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).to(images.device)
-    flips = torch.rand(n, generator=generator).to(images.device) < 0.5
+    offsets = _to_device(torch.randint(0, 2 * pad + 1, (n, 2), generator=generator), images.device)
+    flips = _to_device(torch.rand(n, generator=generator), images.device) < 0.5
     padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
     rows = offsets[:, 0:1] + torch.arange(h, device=images.device)  # (n, h)
     cols = offsets[:, 1:2] + torch.arange(w, device=images.device)  # (n, w)
