@@ -22,6 +22,10 @@ from smoothbench.config import register_configs
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = str(REPO / "conf")
 SHARED_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+# The presets' CIFAR-10 (data/vision_*.yaml): the test machines' ImageFolder copy, named
+# explicitly; without it the presets would download torchvision's files into the cache.
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("SMOOTHBENCH_CIFAR10_JPEG", str(SHARED_DATA))
 
 register_configs()
 torch.set_num_threads(1)

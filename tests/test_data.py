@@ -250,3 +250,76 @@ def test_skip_bad_files_reaches_the_loader_from_the_config(tmp_path, monkeypatch
         build_data_from_config(smoke(*overrides))
     data = build_data_from_config(smoke(*overrides, "data.skip_bad_files=true"))
     assert data.num_train == 5
+
+
+CIFAR10_CLASSES = (
+    "airplane automobile bird cat deer dog frog horse ship truck".split()  # torchvision's order
+)
+
+
+def test_presets_read_the_imagefolder_copy_named_by_the_variable(tmp_path, monkeypatch):
+    from conftest import compose_config
+
+    import smoothbench.data as data_module
+    from smoothbench.build import build_data_from_config
+
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    tree = _image_tree(tmp_path / "tree", classes=CIFAR10_CLASSES, per_class=1)
+    monkeypatch.setenv("SMOOTHBENCH_CIFAR10_JPEG", str(tree))
+
+    def no_torchvision(*args, **kwargs):
+        raise AssertionError("an ImageFolder root must not reach torchvision")
+
+    monkeypatch.setattr(data_module, "load_torchvision_cifar", no_torchvision)
+    cfg = compose_config("experiment=fig4", "scale=cpu")
+    assert (cfg.data.name, cfg.data.root) == ("cifar10", str(tree))
+    data = build_data_from_config(cfg)
+    assert data.name == "cifar10" and data.num_classes == 10
+    assert data.num_train == 10 and data.train_y.tolist() == list(range(10))
+
+
+def test_presets_default_to_torchvision_cifar10_in_the_cache(tmp_path, monkeypatch):
+    from conftest import compose_config
+
+    monkeypatch.delenv("SMOOTHBENCH_CIFAR10_JPEG", raising=False)
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    for scale in ("cpu", "paper"):
+        cfg = compose_config("experiment=fig4", f"scale={scale}")
+        assert cfg.data.name == "cifar10" and cfg.data.download is True
+        assert cfg.data.root == f"{tmp_path / 'cache'}/cifar10"
+
+
+def test_offline_without_a_copy_is_one_line_naming_both_ways_out(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets.cifar
+
+    def offline(*args, **kwargs):  # what urllib raises where there is no network
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    with pytest.raises(DataError) as err:
+        load_data("cifar10", root=str(tmp_path / "cache" / "cifar10"), download=True)
+    message = str(err.value)
+    assert "\n" not in message and "downloading it failed" in message
+    assert "Temporary failure in name resolution" in message
+    assert "where there is network" in message  # way out 1: download once
+    assert "SMOOTHBENCH_CIFAR10_JPEG or data.root" in message  # way out 2: a copy
+    assert "scripts/make_cifar10_imagefolder.py" in message
+
+
+def test_a_tree_with_other_classes_is_not_cifar10(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
+    root = _image_tree(tmp_path / "tree")
+    with pytest.raises(DataError, match="ImageFolder tree of 2 classes, but data=cifar10 has 10"):
+        load_data("cifar10", root=str(root))
+
+
+def test_missing_cifar_exits_2_with_one_line_through_the_entry_point(tmp_path):
+    from conftest import cli
+
+    result = cli("scale=smoke", "data=cifar10", f"data.root={tmp_path / 'none'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "does not exist" in lines[0]
+    assert "data.download=true" in lines[0] and "make_cifar10_imagefolder.py" in lines[0]

@@ -187,20 +187,56 @@ def load_digits_images(test_fraction: float, normalize: bool = True) -> InMemory
     )
 
 
+# How long torchvision may wait on the network: a machine without one fails fast instead of
+# hanging on a dropped connection.
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def _ways_out(name: str) -> str:
+    """The two ways to get CIFAR without this run's download, for one-line errors."""
+    if name == "cifar10":
+        return (
+            "run once where there is network (data.download=true fetches it), or point "
+            "SMOOTHBENCH_CIFAR10_JPEG or data.root at an ImageFolder copy made by "
+            "scripts/make_cifar10_imagefolder.py"
+        )
+    return (
+        f"run once where there is network (data.download=true fetches it), or copy torchvision's "
+        f"{name} files there, or point data.root at an ImageFolder tree (train/, test/)"
+    )
+
+
+def _is_image_folder(base: Path) -> bool:
+    return (base / "train").is_dir() and (base / "test").is_dir()
+
+
+def _torchvision_split(cls, root: str, train: bool, download: bool):
+    import socket
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return cls(root, train=train, download=download)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def load_torchvision_cifar(
     name: str, root: str, download: bool, normalize: bool = True
 ) -> InMemoryData:
-    """torchvision's CIFAR-10/100 arrays, copied into uint8 tensors."""
+    """torchvision's CIFAR-10/100 arrays under `root` (fetched there when `download`), as uint8."""
     from torchvision import datasets
 
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
+    base = str(Path(root).expanduser())
     try:
-        train = cls(root, train=True, download=download)
-        test = cls(root, train=False, download=download)
-    except RuntimeError as err:
+        train = _torchvision_split(cls, base, True, download)
+        test = _torchvision_split(cls, base, False, download)
+    except (RuntimeError, OSError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        what = "downloading it failed" if download else "it is not there"
         raise DataError(
-            f"{name} not found under data.root={root!r} ({err}); put torchvision's "
-            f"{name} files there or pass data.download=true on a machine with network access"
+            f"{name} not found under data.root={root!r} and {what} ({reason}); {_ways_out(name)}"
         ) from None
 
     def to_tensors(ds):
@@ -209,6 +245,34 @@ def load_torchvision_cifar(
 
     (tx, ty), (vx, vy) = to_tensors(train), to_tensors(test)
     return _image_data(name, tx, ty, vx, vy, len(train.classes), normalize)
+
+
+def load_cifar(
+    name: str,
+    root: str | None,
+    download: bool,
+    normalize: bool = True,
+    skip_bad_files: bool = False,
+) -> InMemoryData:
+    """CIFAR-10/100 from `root`: an ImageFolder copy when it holds train/ and test/ class folders
+    (as `scripts/make_cifar10_imagefolder.py` writes), else torchvision's files, downloaded there
+    when `download` and missing. One config serves both, so the presets need no data switch."""
+    if root is None:
+        raise DataError(f"data.root is not set; data={name} needs a folder; {_ways_out(name)}")
+    base = Path(root).expanduser()
+    if _is_image_folder(base):
+        data = load_image_folder(root, normalize, skip_bad_files)
+        expected = {"cifar10": 10, "cifar100": 100}[name]
+        if data.num_classes != expected:
+            raise DataError(
+                f"data.root={root!r} is an ImageFolder tree of {data.num_classes} classes, "
+                f"but data={name} has {expected}; use data=imagefolder for other data sets"
+            )
+        data.name = name
+        return data
+    if not download and not base.exists():
+        raise DataError(f"data.root={root!r} does not exist; {_ways_out(name)}")
+    return load_torchvision_cifar(name, root, download, normalize)
 
 
 def _cache_dir() -> Path:
@@ -423,12 +487,7 @@ def load_data(
     if name == "digits":
         return load_digits_images(test_fraction, normalize)
     if name in ("cifar10", "cifar100"):
-        if not download and (root is None or not Path(root).expanduser().exists()):
-            raise DataError(
-                f"data.root={root!r} does not exist; put torchvision's {name} files there "
-                f"or pass data.download=true on a machine with network access"
-            )
-        return load_torchvision_cifar(name, root, download, normalize)
+        return load_cifar(name, root, download, normalize, skip_bad_files)
     if name == "imagefolder":
         return load_image_folder(root, normalize, skip_bad_files)
     if name == "gaussian":
