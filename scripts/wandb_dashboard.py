@@ -59,7 +59,7 @@ def one(key: str, title: str | None = None, log_y: bool = False) -> Panel:
 
 
 def landscape(log_y: bool = False, fig: str = "Fig. 4") -> Section:
-    """Loss variation, gradient predictiveness and effective beta-smoothness (science.md)."""
+    """Loss variation, gradient predictiveness, effective beta-smoothness (docs/science.md §4)."""
     keys = ("loss_variation", "grad_pred_max", "beta_smoothness")
     return Section(
         f"Loss landscape along the gradient ({fig})",

@@ -45,7 +45,7 @@ def per_unit(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view((1, -1) + (1,) * (like.dim() - 2))
 
 
-# --- BatchNorm (torch's), science.md §1 ---------------------------------------------------
+# --- BatchNorm (torch's), docs/science.md §1 ----------------------------------------------
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5, 5)], ids=["linear", "conv"])
@@ -89,7 +89,7 @@ def test_batch_statistics_on_one_value_per_unit_raise(norm):
     assert linear(torch.randn(1, 5)).shape == (1, 5)  # eval mode uses running statistics
 
 
-# --- lp normalizations, science.md §3 ---------------------------------------------------------
+# --- lp normalizations, docs/science.md §3 ----------------------------------------------------
 
 
 def hand_lp_norm(x, p, gamma, beta, mean=None, scale=None):

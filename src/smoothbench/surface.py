@@ -8,7 +8,7 @@
 The model and the data are rebuilt from the run's own `.hydra/config.yaml`, the weights come from
 `checkpoints/last.pt` (or `step_<N>.pt`). The result is one `.npz` in `<run_dir>/surfaces/`,
 written atomically and never overwritten unless asked; `load_surface` reads it back. Every
-setting that changes the numbers (bn_mode above all, science.md §6) is stored with them.
+setting that changes the numbers (bn_mode above all, docs/science.md §6) is stored with them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Models of smoothbench (science.md §2-3): `build_model` and the numbering of their layers.
+"""Models of smoothbench (docs/science.md §2-3): `build_model` and the numbering of their layers.
 
 model = build_model("vgg16", norm="batch", width=0.5)
 for ref in numbered_layers(model):   # layer #1, #2, ... from the input
@@ -140,7 +140,7 @@ def build_model(
 
 @dataclass(frozen=True)
 class LayerRef:
-    """Layer #index of a model (science.md: counted from 1 at the input).
+    """Layer #index of a model (docs/science.md §2: counted from 1 at the input).
 
     `transform_name` is the conv/linear module (its weight: f"{transform_name}.weight");
     `norm_name`/`norm` the norm module after it, whose output (after norm and noise, before the

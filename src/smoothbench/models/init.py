@@ -1,6 +1,6 @@
 """Weight initialization schemes for the conv and linear layers of a model.
 
-The paper's nets use Glorot (Xavier) initialization. It matters (science.md §2): with torch's
+The paper's nets use Glorot (Xavier) initialization. It matters (docs/science.md §2): with torch's
 default init a narrow VGG without BN sits on a plateau with vanishing gradients, and every
 smoothness measure then looks "smooth" for the wrong reason.
 """

@@ -1,4 +1,4 @@
-"""Deep linear network (science.md §2): square bias-free linear layers, no nonlinearity."""
+"""Deep linear network (docs/science.md §2): square bias-free linear layers, no nonlinearity."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ def _unit_shape(x: torch.Tensor) -> tuple[int, ...]:
 
 
 class LpNorm(nn.Module):
-    """Mean-centred lp normalization (paper §3.3, science.md §3), p in {1, 2, inf}.
+    """Mean-centred lp normalization (paper §3.3, docs/science.md §3), p in {1, 2, inf}.
 
     Training mode, x of shape (N, C) or (N, C, H, W):
       x̃ = x - mean_B(x)                     per unit, over N (and H, W), as BN

@@ -1,4 +1,4 @@
-"""VGG-11/13/16/19, CIFAR variant (science.md §2): conv blocks, max pools, one linear layer."""
+"""VGG-11/13/16/19, CIFAR variant (docs/science.md §2): conv blocks, max pools, one linear layer."""
 
 from __future__ import annotations
 
