@@ -323,3 +323,39 @@ def test_missing_cifar_exits_2_with_one_line_through_the_entry_point(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "does not exist" in lines[0]
     assert "data.download=true" in lines[0] and "make_cifar10_imagefolder.py" in lines[0]
+
+
+def test_parallel_jobs_download_one_at_a_time(tmp_path, monkeypatch):
+    import threading
+    import time
+    import urllib.error
+
+    import torchvision.datasets.cifar
+
+    active, most = [0], [0]
+    guard = threading.Lock()
+
+    def slow_offline(*args, **kwargs):
+        with guard:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.2)
+        with guard:
+            active[0] -= 1
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", slow_offline)
+    errors = []
+
+    def job():
+        try:
+            load_data("cifar10", root=str(tmp_path / "cifar10"), download=True)
+        except DataError as err:
+            errors.append(str(err))
+
+    jobs = [threading.Thread(target=job) for _ in range(3)]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    assert len(errors) == 3 and most[0] == 1  # three downloads tried, never two at once

@@ -8,10 +8,12 @@ the step's batch gets exactly the training batch.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,13 +212,32 @@ def _is_image_folder(base: Path) -> bool:
     return (base / "train").is_dir() and (base / "test").is_dir()
 
 
+@contextmanager
+def _download_lock(base: Path, download: bool):
+    """One downloader per root at a time: the jobs of a parallel sweep start together, and two
+    writers of one archive would corrupt it; the next one finds the files and checks them."""
+    if not download:
+        yield
+        return
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        handle = open(base / ".download.lock", "a")  # held until the files are there
+    except OSError:
+        yield  # an unwritable root: torchvision's own error says so
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _torchvision_split(cls, root: str, train: bool, download: bool):
     import socket
 
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        return cls(root, train=train, download=download)
+        with _download_lock(Path(root), download):
+            return cls(root, train=train, download=download)
     finally:
         socket.setdefaulttimeout(previous)
 
