@@ -257,7 +257,7 @@ def _last_row(run_dir: Path) -> dict[str, Any]:
 
 
 def _snapshot(model) -> dict[str, Any]:
-    from smoothbench.probes.state import rng_state
+    from smoothbench.checkpoint import rng_state
 
     return {
         "buffers": {n: b.detach().clone() for n, b in model.named_buffers()},
@@ -274,7 +274,7 @@ def _as_before_forward(model, before: dict[str, Any]) -> Iterator[None]:
     """
     import torch
 
-    from smoothbench.probes.state import set_rng_state
+    from smoothbench.checkpoint import set_rng_state
 
     after = _snapshot(model)
     buffers = dict(model.named_buffers())
@@ -360,9 +360,8 @@ def _train_locked(
         learning_rate,
         loss_fn_for,
     )
-    from smoothbench.checkpoint import keep_previous, save_checkpoint
+    from smoothbench.checkpoint import keep_previous, rng_state, save_checkpoint, set_rng_state
     from smoothbench.models import set_noise_step
-    from smoothbench.probes.state import rng_state, set_rng_state
     from smoothbench.step_log import PendingRow, StepLog, step_scalars
 
     device = resolve_device(cfg.device)
