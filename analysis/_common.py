@@ -97,6 +97,8 @@ def run_script(
     except (FileNotFoundError, ValueError) as err:
         print(f"{name}: {err}", file=sys.stderr)
         return EXIT_MISSING
+    if isinstance(data, pd.DataFrame):
+        resolve_layers(args, data)
     try:
         fig = build(data, args)
     except MissingMetricError as err:
@@ -107,16 +109,30 @@ def run_script(
     return 0
 
 
-def add_layers(parser: argparse.ArgumentParser, default: Sequence[int] | None, what: str) -> None:
+def add_layers(
+    parser: argparse.ArgumentParser,
+    default: Sequence[int] | None,
+    what: str,
+    metric: str | None = None,
+) -> None:
+    """`--layers K...`; without it, the paper's `default` layers when the runs record them all,
+    else every layer the runs record `metric` for (a smaller net numbers its layers otherwise)."""
     parser.add_argument(
         "--layers",
         type=int,
         nargs="+",
-        default=list(default) if default is not None else None,
+        default=None,
         metavar="K",
         help=f"layer numbers (1 = nearest the input) for {what}"
-        + (f" (default: {' '.join(map(str, default))})" if default else ""),
+        + (f" (default: {' '.join(map(str, default))}, or the recorded ones)" if default else ""),
     )
+    parser.set_defaults(layer_defaults=list(default or ()), layer_metric=metric)
+
+
+def resolve_layers(args: argparse.Namespace, df: pd.DataFrame) -> None:
+    """Fill `args.layers` from the runs when the command line gave none (see add_layers)."""
+    if getattr(args, "layers", "unset") is None and getattr(args, "layer_metric", None):
+        args.layers = layers_for_report(df, args.layer_metric, args.layer_defaults) or None
 
 
 def layers_with(df: pd.DataFrame, template: str) -> list[int]:
@@ -145,12 +161,11 @@ def require_layers(df: pd.DataFrame, template: str, layers: Sequence[int]) -> No
 
 
 def layers_for_report(df: pd.DataFrame, template: str, defaults: Sequence[int]) -> list[int]:
-    """The default layers the runs record; else the first and last recorded (a smaller net)."""
+    """The default layers when the runs record them all; else every recorded layer."""
     available = layers_with(df, template)
-    chosen = [k for k in defaults if k in available]
-    if chosen or not available:
-        return chosen or list(defaults)
-    return sorted({available[0], available[-1]})
+    if all(k in available for k in defaults) or not available:
+        return list(defaults)
+    return available
 
 
 def band_caption(band: str, df: pd.DataFrame) -> str:

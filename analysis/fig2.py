@@ -67,7 +67,7 @@ def make_figure(
 
 
 def add_arguments(parser) -> None:
-    add_layers(parser, LAYERS, "the activation distributions")
+    add_layers(parser, LAYERS, "the activation distributions", metric=LAYER_METRIC)
     parser.add_argument(
         "--dist-lr",
         type=float,

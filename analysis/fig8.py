@@ -60,7 +60,7 @@ def make_figure(
 
 
 def add_arguments(parser) -> None:
-    add_layers(parser, LAYERS, "the moment changes")
+    add_layers(parser, LAYERS, "the moment changes", metric=LAYER_METRIC)
     parser.add_argument(
         "--logy",
         action=argparse.BooleanOptionalAction,

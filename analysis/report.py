@@ -29,7 +29,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import layers_for_report, make_parser
+from _common import make_parser, resolve_layers
 from _notes import HEALTH_METRICS
 from figures import FIGURES, FigureSpec, by_name, unmet_requirements
 
@@ -98,8 +98,7 @@ def draw(spec: FigureSpec, runs: Sequence[RunRecord], band: str) -> plt.Figure:
     df = tidy_frame(runs, metrics=metrics)
     if df.empty:
         raise MissingMetricError("missing metrics: the runs recorded nothing yet")
-    if hasattr(module, "LAYER_METRIC") and "--layers" not in spec.args and args.layers:
-        args.layers = layers_for_report(df, module.LAYER_METRIC, args.layers)
+    resolve_layers(args, df)
     return module.build(df, args)
 
 

@@ -6,6 +6,7 @@ so every expected value below is computed by hand from those forms.
 
 from __future__ import annotations
 
+import argparse
 import html
 import importlib
 import json
@@ -350,10 +351,25 @@ def test_script_without_runs_says_so(tmp_path, capsys):
 def test_missing_layer_names_the_recorded_ones(vgg):
     with pytest.raises(MissingMetricError, match=r"'act/layer4/quantiles'.*layers 2, 3, 9, 11, 13"):
         script("fig1").make_figure(vgg, layers=(3, 4))
-    # the report falls back on recorded layers when the paper's are absent (a smaller net)
+    # without --layers: the paper's layers when all are recorded, else every recorded layer
+    # (a smaller net, e.g. VGG-11 at scale=cpu, records other layer numbers)
     common = script("_common")
-    assert common.layers_for_report(vgg, "act/layer{}/quantiles", (3, 16)) == [3]
-    assert common.layers_for_report(vgg, "act/layer{}/quantiles", (14, 16)) == [2, 13]
+    recorded = [2, 3, 9, 11, 13]
+    assert common.layers_for_report(vgg, "act/layer{}/quantiles", (3, 11)) == [3, 11]
+    assert common.layers_for_report(vgg, "act/layer{}/quantiles", (3, 16)) == recorded
+    assert common.layers_for_report(vgg, "act/layer{}/quantiles", (14, 16)) == recorded
+
+
+def test_scripts_without_layers_draw_the_recorded_ones(vgg, tmp_path):
+    # the paper's fig1 layers are #3 and #11; runs recording only #2 and #13 still draw
+    only = vgg[~vgg["metric"].str.match(r"act/layer(3|9|11)/")]
+    args = argparse.Namespace(
+        layers=None, layer_defaults=[3, 11], layer_metric="act/layer{}/quantiles"
+    )
+    script("_common").resolve_layers(args, only)
+    assert args.layers == [2, 13]
+    fig = script("fig1").make_figure(only, layers=args.layers)
+    assert any("layer #13" in ax.get_title() for ax in fig.axes)
 
 
 def test_make_figure_raises_missing_metric(sweeps):
