@@ -516,3 +516,45 @@ def test_density_budget_runs_whole_probes_and_says_when_it_stopped_short():
     assert info["probes"] == 2 and not info["stopped_short"]
     with pytest.raises(ValueError, match="max_hvps must be a positive integer or None, got 0"):
         hessian_density(bn_mlp(), ce, mlp_batch(), max_hvps=0)
+
+
+class _FixedBatch:
+    """The one piece of the run's data the Hessian probe uses: its fixed measurement batch."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def fixed_subset(self, n: int, seed: int = 0):
+        return self.batch
+
+
+def _hessian_probe(**settings):
+    from smoothbench.probes.base import ProbeContext
+    from smoothbench.probes.hessian import HessianProbe, HessianSettings
+
+    context = ProbeContext(model=bn_cnn(), loss_fn=ce, data=_FixedBatch(cnn_batch()))
+    return HessianProbe(HessianSettings(**settings), context)
+
+
+def test_probe_records_when_its_hvp_budget_stops_trace_and_density_short():
+    probe = _hessian_probe(
+        trace_rtol=1e-6, trace_max_hvps=5, density=True, density_steps=4, density_max_hvps=6
+    )
+    records = probe.measure(0, probe.measurement_batch(None))
+    # one product per trace probe: a cap of 5 products is 5 probes, short of rtol=1e-6
+    assert records["hessian/trace_probes"] == 5
+    assert records["hessian/trace_stopped_short"] is True
+    # a density probe costs density_steps=4 products: the second would pass the cap of 6
+    assert records["hessian/density_probes"] == 1
+    assert records["hessian/density_stopped_short"] is True
+    # the new keys come after every existing one: rows keep their key order
+    keys = list(records)
+    assert keys.index("hessian/hvps") < keys.index("hessian/trace_probes")
+
+
+def test_probe_without_a_budget_reaches_trace_rtol_on_an_easy_problem():
+    probe = _hessian_probe(trace_rtol=0.15)
+    records = probe.measure(0, probe.measurement_batch(None))
+    assert records["hessian/trace_stopped_short"] is False
+    assert 10 <= records["hessian/trace_probes"] < 200  # rtol met, not the probe-count cap
+    assert "hessian/density_probes" not in records  # density off: no density keys

@@ -617,9 +617,17 @@ class HessianSettings:
     trace: bool = True
     trace_rtol: float = 0.02  # stop Hutchinson when stderr <= rtol * |trace|
     trace_max_probes: int = 200
+    # A deterministic cap on Hessian-vector products per measurement (one per trace probe, at
+    # least 2 probes always run); None = only the probe-count cap. Hitting it before trace_rtol
+    # is recorded as hessian/trace_stopped_short.
+    trace_max_hvps: int | None = None
     density: bool = False
     density_steps: int = 80
     density_probes: int = 4
+    # The same for the density, checked before each probe after the first (a probe costs
+    # density_steps products); None = density_probes probes. Recorded as
+    # hessian/density_stopped_short.
+    density_max_hvps: int | None = None
 
 
 class HessianProbe(Probe):
@@ -646,6 +654,10 @@ class HessianProbe(Probe):
         require_at_least(f"{key}.trace_max_probes", settings.trace_max_probes, 2)
         require_at_least(f"{key}.density_steps", settings.density_steps, 2)
         require_at_least(f"{key}.density_probes", settings.density_probes, 1)
+        if settings.trace_max_hvps is not None:
+            require_at_least(f"{key}.trace_max_hvps", settings.trace_max_hvps, 2)
+        if settings.density_max_hvps is not None:
+            require_at_least(f"{key}.density_max_hvps", settings.density_max_hvps, 1)
 
     def measurement_batch(self, batch):
         return self.batch
@@ -703,34 +715,44 @@ class HessianProbe(Probe):
                 operator=op,
             )
             records["hessian/lambda_min"] = float(low[0])
+        budget_records: dict = {}  # appended after hessian/hvps: existing keys keep their order
         if h.trace:
-            mean, stderr = hessian_trace(
+            mean, stderr, trace_info = hessian_trace(
                 None,
                 None,
                 None,
                 n_probes=h.trace_max_probes,
                 rtol=h.trace_rtol,
                 min_probes=min(10, h.trace_max_probes),
+                max_hvps=h.trace_max_hvps,
                 bn_mode=h.bn_mode,
                 seed=self.seed,
                 operator=op,
+                return_info=True,
             )
             records["hessian/trace"] = mean
             records["hessian/trace_stderr"] = stderr
+            budget_records["hessian/trace_probes"] = int(trace_info["probes"])
+            budget_records["hessian/trace_stopped_short"] = bool(trace_info["stopped_short"])
         if h.density:
-            grid, density = hessian_density(
+            grid, density, density_info = hessian_density(
                 None,
                 None,
                 None,
                 steps=h.density_steps,
                 n_probes=h.density_probes,
+                max_hvps=h.density_max_hvps,
                 bn_mode=h.bn_mode,
                 seed=self.seed,
                 operator=op,
+                return_info=True,
             )
             records["hessian/density_grid"] = grid
             records["hessian/density"] = density
+            budget_records["hessian/density_probes"] = int(density_info["probes"])
+            budget_records["hessian/density_stopped_short"] = bool(density_info["stopped_short"])
         records["hessian/hvps"] = int(op.hvps)
+        records.update(budget_records)
         return records
 
 
