@@ -267,3 +267,29 @@ def test_kept_checkpoints_hold_their_step(smoke, tmp_path):
     assert load_checkpoint(tmp_path / "checkpoints" / "step_3.pt")["step"] == 3
     assert load_checkpoint(tmp_path / "checkpoints" / "step_6.pt")["step"] == 6
     assert not (tmp_path / "checkpoints" / "step_4.pt").exists()
+
+
+def test_help_and_shell_completion_do_not_import_torch():
+    # --help and Tab completion compose the config only; importing torch made them take seconds
+    probe = (
+        "import sys\n"
+        "from smoothbench.train import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    for args, env in (
+        (["--help"], {}),
+        (["-sc", "query=bash"], {"COMP_LINE": "smoothbench-train nor", "COMP_POINT": "21"}),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=120,
+        )
+        assert "torch imported: False" in proc.stderr, (args, proc.stderr[-2000:])
+    assert "norm=" in proc.stdout  # the completion still offers the config groups

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, make_dataclass
+from functools import cache
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -75,6 +76,7 @@ class OptimConfig:
     full_batch: bool = False  # gradient descent on the whole training set (the DLN)
 
 
+@cache
 def _probes_config() -> type:
     """`ProbesConfig`: `grad_norms` plus one field per probe, its settings dataclass.
 
@@ -95,9 +97,6 @@ def _probes_config() -> type:
     )
 
 
-ProbesConfig = _probes_config()
-
-
 @dataclass
 class LoggerConfig:
     name: str = "local"  # local (metrics.jsonl only) | wandb (plus a W&B mirror)
@@ -110,7 +109,9 @@ class LoggerConfig:
 
 
 @dataclass
-class TrainConfig:
+class _TrainFields:
+    """Every key of the training config; `probes` is typed by `TrainConfig` (see below)."""
+
     seed: int = 0
     steps: int = MISSING  # optimizer updates: the budget (set by scale=)
     batch_size: int = 128
@@ -132,16 +133,46 @@ class TrainConfig:
     norm: NormConfig = field(default_factory=NormConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    probes: ProbesConfig = field(default_factory=ProbesConfig)
+    probes: Any = field(default_factory=dict)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-def register_configs() -> None:
+@cache
+def _train_config() -> type:
+    """`TrainConfig`: `_TrainFields` with `probes` typed by `ProbesConfig` (same key order).
+
+    Built on first use: the probes' settings live in their modules, which import torch, and a
+    command that only prints help (or completes a word in the shell) should not wait for torch.
+    """
+    probes = _probes_config()
+    return make_dataclass(
+        "TrainConfig",
+        [("probes", probes, field(default_factory=probes))],
+        bases=(_TrainFields,),
+        namespace={"__module__": __name__},
+    )
+
+
+_LAZY_SCHEMAS = {"ProbesConfig": _probes_config, "TrainConfig": _train_config}
+
+
+def __getattr__(name: str) -> Any:
+    # `ProbesConfig` and `TrainConfig` are module attributes built when first asked for
+    if name in _LAZY_SCHEMAS:
+        return _LAZY_SCHEMAS[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def register_configs(help_only: bool = False) -> None:
     """Make `train_schema` available to `conf/train.yaml`'s defaults list, and register the
     `sb.or` resolver the configs use: `${sb.or:${experiment},run}` is `run` when no preset is
-    chosen (`oc.select` only falls back on a missing key, not on a null one)."""
+    chosen (`oc.select` only falls back on a missing key, not on a null one).
+
+    `help_only`: a schema whose `probes` is untyped, enough to compose `--help` without torch.
+    """
     OmegaConf.register_new_resolver("sb.or", lambda v, d: d if v is None else v, replace=True)
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    schema = _TrainFields if help_only else _train_config()
+    ConfigStore.instance().store(name="train_schema", node=schema)
 
 
 # Keys that never change a run's trajectory: a resumed run may differ from its checkpoint in these.
@@ -221,7 +252,7 @@ def unknown_keys(cfg: Any, schema: type = None, prefix: str = "") -> list[str]:
 
     from omegaconf import DictConfig
 
-    schema = schema or TrainConfig
+    schema = schema or _train_config()
     known = {f.name: f for f in fields(schema)}
     found = []
     for key in cfg.keys() if isinstance(cfg, DictConfig) else ():

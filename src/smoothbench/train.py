@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -709,8 +710,12 @@ def hydra_main(cfg: DictConfig) -> None:
         sys.exit(128 + result["signal"])
 
 
+# flags after which Hydra only prints (help) or completes a word in the shell: no run follows
+HELP_FLAGS = ("--help", "-h", "--hydra-help", "--shell-completion", "-sc")
+
+
 def main() -> None:
-    register_configs()
+    register_configs(help_only=any(arg in HELP_FLAGS for arg in sys.argv[1:]))
     run_hydra_main(PROG, hydra_main, defer_hydra_output=True)
 
 
