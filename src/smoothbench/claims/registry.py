@@ -510,9 +510,6 @@ def _hessian_claims() -> list[Claim]:
             null=1.001,
             every_run=True,
             where={"norm.name": "batch"},
-            needs="the bn probe to log bn/layerK/grad_in_norm and bn/layerK/identity_rhs "
-            "(probes/runner.py: the probe computes both and logs only grad_ratio and "
-            "gamma_over_sigma)",
         )
     )
     return claims
