@@ -1,6 +1,11 @@
-"""`smoothbench-claims`: the verdict of every claim on a sweep, as one table and claims.json.
+"""`smoothbench-claims`: the verdict of every claim on a sweep, per scale, and claims.json.
+
+Runs of different scales (config `scale`) are never pooled: one table per scale, then the
+agreement table (each claim's cpu verdict beside its paper-scale verdict).
 
     smoothbench-claims multirun/reproduce-cpu                 # one sweep per preset below it
+    smoothbench-claims multirun/reproduce-cpu multirun/reproduce-paper
+    smoothbench-claims multirun/mixed --scale cpu             # only the runs of one scale
     smoothbench-claims multirun/fig4/2026-01-01 multirun/fig1/2026-01-02
     smoothbench-claims --wandb my-entity/smoothbench --out claims/
     smoothbench-claims multirun/reproduce-cpu --json          # claims.json on stdout as well
@@ -15,8 +20,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 PROG = "smoothbench-claims"
 
@@ -52,6 +58,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seeds a verdict needs (2; 1 gives point-estimate verdicts for single seeds)",
     )
     parser.add_argument("--claims", nargs="+", metavar="ID", help="only these claims")
+    parser.add_argument(
+        "--scale", metavar="NAME", help="only the runs of this scale (smoke, cpu, paper, ...)"
+    )
     parser.add_argument(
         "--markdown", action="store_true", help="print the list of claims (docs/claims.md) and exit"
     )
@@ -92,46 +101,78 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         _check(args)
         from smoothbench.claims.registry import CLAIMS, CLAIMS_BY_ID
-        from smoothbench.claims.statistics import evaluate, load_paths, load_wandb
+        from smoothbench.claims.statistics import evaluate_by_scale, runs_by_scale
 
-        if args.wandb:
-            runs = load_wandb(args.wandb, group=args.group)
-            if not runs:
-                raise InputError(f"--wandb {args.wandb!r}: the project has no runs")
-            source = f"wandb:{args.wandb}"
-        else:
-            try:
-                runs = load_paths(args.sweep_dirs)
-            except (FileNotFoundError, ValueError) as error:
-                raise InputError(f"SWEEP_DIR: {error}") from None
-            source = " ".join(args.sweep_dirs)
+        runs, source = _load(args)
+        groups = runs_by_scale(runs)
+        if args.scale is not None:
+            # checked against the runs, not a fixed list: a sweep names the scales it has
+            if args.scale not in groups:
+                raise InputError(
+                    f"--scale {args.scale!r}: no runs of that scale; scales found: "
+                    + ", ".join(groups)
+                )
+            groups = {args.scale: groups[args.scale]}
+            runs = groups[args.scale]
     except InputError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
-    from smoothbench.claims.render import text_table, verdict_dicts, write_json
+    from smoothbench.claims.render import json_payload, write_json
 
     claims = [CLAIMS_BY_ID[c] for c in args.claims] if args.claims else list(CLAIMS)
-    verdicts = evaluate(runs, claims, confidence=args.confidence, min_seeds=args.min_seeds)
-    table = text_table(verdicts)
+    by_scale = evaluate_by_scale(runs, claims, confidence=args.confidence, min_seeds=args.min_seeds)
+    counts = {scale: len(group) for scale, group in groups.items()}
+    text = tables_text(by_scale, counts)
     out = Path(args.out) if args.out else Path(args.sweep_dirs[0] if args.sweep_dirs else ".")
     out.mkdir(parents=True, exist_ok=True)
     extra = {
         "source": source,
         "runs": len(runs),
+        "runs_by_scale": counts,
         "confidence": args.confidence,
         "min_seeds": args.min_seeds,
     }
+    verdicts = [v for scale_verdicts in by_scale.values() for v in scale_verdicts]
     write_json(verdicts, out / "claims.json", **extra)
-    (out / "claims.txt").write_text(table)
+    (out / "claims.txt").write_text(text)
     print(
         f"claims on {len(runs)} runs of {source} (interval: {args.confidence:.0%} t across seeds)"
     )
-    print(table, end="")
+    print(text, end="")
     print(f"wrote {out / 'claims.json'}")
     if args.json:
-        print(json.dumps({**extra, "claims": verdict_dicts(verdicts)}, ensure_ascii=False))
+        print(json.dumps(json_payload(verdicts, **extra), ensure_ascii=False))
     return 0
+
+
+def _load(args: argparse.Namespace) -> tuple[list[Any], str]:
+    """(the runs, where they came from in words); InputError when there are none."""
+    from smoothbench.claims.statistics import load_paths, load_wandb
+
+    if args.wandb:
+        runs = load_wandb(args.wandb, group=args.group)
+        if not runs:
+            raise InputError(f"--wandb {args.wandb!r}: the project has no runs")
+        return runs, f"wandb:{args.wandb}"
+    try:
+        runs = load_paths(args.sweep_dirs)
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"SWEEP_DIR: {error}") from None
+    return runs, " ".join(args.sweep_dirs)
+
+
+def tables_text(by_scale: Mapping[str, Sequence[Any]], runs: Mapping[str, int]) -> str:
+    """One claims table per scale under its heading, then the agreement table (always: a
+    cpu-only sweep shows its paper column "not run")."""
+    from smoothbench.claims.render import agreement_table, scale_heading, text_table
+
+    parts = [
+        f"{scale_heading(scale, runs.get(scale))}\n{text_table(verdicts)}"
+        for scale, verdicts in by_scale.items()
+    ]
+    parts.append(f"agreement of cpu and paper verdicts\n{agreement_table(by_scale)}")
+    return "\n".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -27,6 +27,9 @@ STATISTIC_KINDS = (
     "lambda_max_times_lr_over_2",
 )
 PRECONDITION_KINDS = ("left_chance", "loss_fell", "started_below_edge")
+# The sizes a preset runs at (config `scale`), smallest first: smoke verdicts are plumbing only,
+# cpu verdicts are meant to match the paper-scale ones.
+SCALES = ("smoke", "cpu", "paper")
 # How a config value is named in words (tables, docs).
 CONDITION_WORDS = {
     "norm.name": "norm",
@@ -147,6 +150,8 @@ class Claim:
         allow_diverged: arms whose diverged runs count (with the statistic's diverged value:
             chance accuracy), instead of failing the "finished" precondition.
         needs: for a claim the shipped presets or probes do not measure yet: what it needs.
+        scale_note: why this claim's verdict at the small scales (smoke/cpu) is expected to
+            differ from the paper scale, a measured reason; None when no difference is known.
     """
 
     id: str
@@ -167,6 +172,7 @@ class Claim:
     preconditions: tuple[Precondition, ...] = ()
     allow_diverged: tuple[str, ...] = ()
     needs: str | None = None
+    scale_note: str | None = None
 
     def __post_init__(self) -> None:
         if self.comparison not in COMPARISONS:

@@ -3,6 +3,11 @@
 `text_table` and `to_html` take the verdicts of `smoothbench.claims.evaluate`, or the entries
 of a claims.json (`read_json`), so a report can be drawn without re-reading the runs.
 
+Verdicts are per scale (config `scale`: smoke, cpu, paper). The agreement table
+(`agreement_rows`, `agreement_table`, `agreement_html`) sets each claim's cpu verdict beside
+its paper-scale verdict: cpu verdicts are meant to match the paper's, and a claim known not to
+carries a `scale_note` saying why. Smoke verdicts are plumbing only and never agree or differ.
+
     smoothbench-claims --markdown > docs/claims.md    # regenerate the claims docs
 """
 
@@ -16,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from smoothbench.claims.registry import CLAIMS, Claim
-from smoothbench.claims.statistics import Verdict
+from smoothbench.claims.registry import CLAIMS, CLAIMS_BY_ID, Claim
+from smoothbench.claims.statistics import UNKNOWN_SCALE, Verdict, scale_order
 
 COLUMNS = ("claim", "paper's direction", "effect per seed", "mean [CI]", "verdict", "why")
 WIDTHS = (30, 26, 34, 26, 12, 60)
@@ -27,6 +32,14 @@ VERDICT_CLASSES = {
     "inconclusive": "inconclusive",
     "not run": "not-run",
 }
+DECIDED = ("holds", "fails")
+SMOKE_WORDS = "plumbing only: smoke verdicts say nothing about the claims"
+# The agreement table: cpu beside paper (smoke, when given, as a column of its own).
+AGREEMENT_SCALES = ("cpu", "paper")
+AGREEMENT_WIDTHS = {"claim": 32, "scale": 12, "agreement": 9, "scale note": 60}
+OPEN_WORDS = "open: one scale is undecided or not run"
+NO_NOTE = "—"
+UNSTATED = "differs without a stated reason"
 
 
 def verdict_dicts(verdicts: Sequence[Verdict | Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -56,6 +69,21 @@ def summary_words(entries: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{n} {v}" for v, n in counts.items())
 
 
+def _fixed_columns(rows: Sequence[Sequence[Any]], widths: Sequence[int]) -> list[str]:
+    """Lines of a text table: the first row is the header, underlined; long cells wrap."""
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [textwrap.wrap(str(c), w) or [""] for c, w in zip(row, widths, strict=True)]
+        for k in range(max(len(c) for c in cells)):
+            parts = [
+                (c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths, strict=True)
+            ]
+            lines.append(" ".join(parts).rstrip())
+        if index == 0:
+            lines.append(" ".join("-" * w for w in widths))
+    return lines
+
+
 def text_table(verdicts: Sequence[Verdict | Mapping[str, Any]]) -> str:
     """The claims table for a terminal: fixed columns, long cells wrapped."""
     entries = verdict_dicts(verdicts)
@@ -70,19 +98,162 @@ def text_table(verdicts: Sequence[Verdict | Mapping[str, Any]]) -> str:
         )
         for e in entries
     ]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [textwrap.wrap(str(c), w) or [""] for c, w in zip(row, WIDTHS, strict=True)]
-        for k in range(max(len(c) for c in cells)):
-            parts = [
-                (c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, WIDTHS, strict=True)
-            ]
-            lines.append(" ".join(parts).rstrip())
-        if index == 0:
-            lines.append(" ".join("-" * w for w in WIDTHS))
+    lines = _fixed_columns(rows, WIDTHS)
     lines.append("")
     lines.append(summary_words(entries))
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# scales
+
+
+def entries_by_scale(
+    verdicts: Sequence[Verdict | Mapping[str, Any]],
+) -> dict[str, list[dict[str, Any]]]:
+    """claims.json entries grouped by their "scale", smoke, cpu, paper first.
+
+    Entries without a scale (from `evaluate` on unlabelled runs, or a claims.json written
+    before verdicts were per scale) go under "unknown".
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in verdict_dicts(verdicts):
+        groups.setdefault(entry.get("scale") or UNKNOWN_SCALE, []).append(entry)
+    return {scale: groups[scale] for scale in scale_order(groups)}
+
+
+def scale_heading(scale: str, runs: int | None = None) -> str:
+    """'scale=cpu: 58 runs', with the smoke caveat; without a count: 'scale=cpu'."""
+    words = f"scale={scale}" + (f": {runs} run{'s' if runs != 1 else ''}" if runs else "")
+    if scale == "smoke":
+        words += f" ({SMOKE_WORDS})"
+    elif scale == UNKNOWN_SCALE:
+        words += " (the runs' config has no scale)"
+    return words
+
+
+def agreement_of(cpu: str, paper: str) -> str:
+    """'agree' or 'differ' when both verdicts are decided (holds/fails), else 'open'."""
+    if cpu in DECIDED and paper in DECIDED:
+        return "agree" if cpu == paper else "differ"
+    return "open"
+
+
+def _scale_note(claim_id: str, entries: Sequence[Mapping[str, Any]]) -> str | None:
+    # entries carry the note they were evaluated with; an older claims.json has none: registry
+    for entry in entries:
+        if "scale_note" in entry:
+            return entry["scale_note"]
+    claim = CLAIMS_BY_ID.get(claim_id)
+    return claim.scale_note if claim else None
+
+
+def agreement_rows(
+    by_scale: Mapping[str, Sequence[Verdict | Mapping[str, Any]]],
+) -> list[dict[str, Any]]:
+    """One row per claim: its verdict at cpu and at paper scale and whether they agree.
+
+    `by_scale` is what `evaluate_by_scale` returns (or `entries_by_scale` of claims.json
+    entries). A row: {"id", ["smoke",] "cpu", "paper", "agreement", "scale_note", "note"}; a
+    scale without runs, or a claim absent from one, reads "not run" there. "smoke" is a column
+    only when smoke runs were given, and never part of the agreement (plumbing only). "note"
+    is the cell: the claim's scale_note, "—" without one, or "differs without a stated
+    reason" when the verdicts differ and no note explains it (a finding, not an error).
+    """
+    groups = {
+        scale: {e["id"]: e for e in verdict_dicts(verdicts)} for scale, verdicts in by_scale.items()
+    }
+    columns = (["smoke"] if "smoke" in groups else []) + list(AGREEMENT_SCALES)
+    ids = dict.fromkeys(cid for group in groups.values() for cid in group)
+    rows = []
+    for cid in ids:
+        row: dict[str, Any] = {"id": cid}
+        for scale in columns:
+            entry = groups.get(scale, {}).get(cid)
+            row[scale] = entry["verdict"] if entry else "not run"
+        row["agreement"] = agreement_of(row["cpu"], row["paper"])
+        note = _scale_note(cid, [g[cid] for g in groups.values() if cid in g])
+        row["scale_note"] = note
+        row["note"] = note or (UNSTATED if row["agreement"] == "differ" else NO_NOTE)
+        rows.append(row)
+    return rows
+
+
+def _rows(
+    by_scale_or_rows: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+) -> list[Mapping[str, Any]]:
+    if isinstance(by_scale_or_rows, Mapping):
+        return list(agreement_rows(by_scale_or_rows))
+    return list(by_scale_or_rows)
+
+
+def _agreement_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    smoke = ["smoke"] if any("smoke" in r for r in rows) else []
+    return smoke + list(AGREEMENT_SCALES)
+
+
+def agreement_summary(rows: Sequence[Mapping[str, Any]]) -> str:
+    """'3 agree, 1 differ, 20 open'."""
+    counts = {a: 0 for a in ("agree", "differ", "open")}
+    for row in rows:
+        counts[row["agreement"]] += 1
+    return ", ".join(f"{n} {a}" for a, n in counts.items())
+
+
+def agreement_table(
+    by_scale: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+) -> str:
+    """The agreement table for a terminal: claim | [smoke |] cpu | paper | agreement | note.
+
+    Takes what `evaluate_by_scale` returns, or the rows of `agreement_rows` (claims.json's
+    "agreement")."""
+    rows = _rows(by_scale)
+    scales = _agreement_columns(rows)
+    header = ("claim", *scales, "agreement", "scale note")
+    widths = [AGREEMENT_WIDTHS["claim"]] + [AGREEMENT_WIDTHS["scale"]] * len(scales)
+    widths += [AGREEMENT_WIDTHS["agreement"], AGREEMENT_WIDTHS["scale note"]]
+    table = [header] + [
+        (r["id"], *(r.get(s, "not run") for s in scales), r["agreement"], r["note"]) for r in rows
+    ]
+    lines = _fixed_columns(table, widths)
+    lines += ["", agreement_summary(rows), OPEN_WORDS]
+    return "\n".join(lines) + "\n"
+
+
+def agreement_html(
+    by_scale: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    figure_links: Mapping[str, str] | None = None,
+) -> str:
+    """The agreement table as an HTML fragment (<table class="claims agreement">).
+
+    Takes what `agreement_table` takes. Rows carry the class of their agreement (agree,
+    differ, open); claims link as in `to_html` (by id only: rows carry no figure)."""
+    links = dict(figure_links or {})
+    rows = _rows(by_scale)
+    scales = _agreement_columns(rows)
+    header = ("claim", *scales, "agreement", "scale note")
+    out = ['<table class="claims agreement">', "<thead><tr>"]
+    out += [f"<th>{html.escape(c)}</th>" for c in header]
+    out += ["</tr></thead>", "<tbody>"]
+    for r in rows:
+        name = html.escape(r["id"])
+        if links.get(r["id"]):
+            name = f'<a href="{html.escape(links[r["id"]], quote=True)}">{name}</a>'
+        cells = [f"<td>{name}</td>"]
+        cells += [
+            f'<td class="{VERDICT_CLASSES.get(r.get(s, "not run"), "")}">'
+            f"{html.escape(r.get(s, 'not run'))}</td>"
+            for s in scales
+        ]
+        cells += [
+            f'<td class="agreement">{html.escape(r["agreement"])}</td>',
+            f"<td>{html.escape(r['note'])}</td>",
+        ]
+        out.append(f'<tr class="{html.escape(r["agreement"])}">' + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    summary = f"{agreement_summary(rows)}; {OPEN_WORDS}"
+    out.append(f'<p class="claims-summary">{html.escape(summary)}</p>')
+    return "\n".join(out)
 
 
 def to_html(
@@ -97,29 +268,45 @@ def to_html(
     """
     links = dict(figure_links or {})
     entries = verdict_dicts(verdicts)
+    groups = entries_by_scale(entries)
     out = ['<table class="claims">', "<thead><tr>"]
     out += [f"<th>{html.escape(c)}</th>" for c in COLUMNS]
     out.append("</tr></thead>")
     out.append("<tbody>")
-    for e in entries:
-        link = links.get(e["id"]) or links.get(e["figure"])
-        name = html.escape(e["id"])
-        if link:
-            name = f'<a href="{html.escape(link, quote=True)}">{name}</a>'
-        title = html.escape(f"{e['statement']} ({e['source']})", quote=True)
-        cls = VERDICT_CLASSES.get(e["verdict"], "")
-        cells = [
-            f'<td title="{title}">{name}</td>',
-            f"<td>{html.escape(e['direction'])}</td>",
-            f"<td>{html.escape(effects_words(e))}</td>",
-            f"<td>{html.escape(interval_words(e))}</td>",
-            f'<td class="verdict">{html.escape(e["verdict"])}</td>',
-            f"<td>{html.escape(e['why'])}</td>",
-        ]
-        out.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
+    for scale, group in groups.items():
+        if len(groups) > 1:  # several scales: a heading row above each scale's rows
+            heading = f"{scale_heading(scale)}: {summary_words(group)}"
+            out.append(
+                f'<tr class="scale-heading"><th colspan="{len(COLUMNS)}">'
+                f"{html.escape(heading)}</th></tr>"
+            )
+        out += [_html_row(e, links) for e in group]
     out.append("</tbody></table>")
-    out.append(f'<p class="claims-summary">{html.escape(summary_words(entries))}</p>')
+    if len(groups) > 1:
+        summary = "; ".join(f"{s}: {summary_words(g)}" for s, g in groups.items())
+    else:
+        summary = summary_words(entries)
+    out.append(f'<p class="claims-summary">{html.escape(summary)}</p>')
     return "\n".join(out)
+
+
+def _html_row(e: Mapping[str, Any], links: Mapping[str, str]) -> str:
+    """One verdict's <tr>: the claim links to its figure, the row carries the verdict's class."""
+    link = links.get(e["id"]) or links.get(e["figure"])
+    name = html.escape(e["id"])
+    if link:
+        name = f'<a href="{html.escape(link, quote=True)}">{name}</a>'
+    title = html.escape(f"{e['statement']} ({e['source']})", quote=True)
+    cls = VERDICT_CLASSES.get(e["verdict"], "")
+    cells = [
+        f'<td title="{title}">{name}</td>',
+        f"<td>{html.escape(e['direction'])}</td>",
+        f"<td>{html.escape(effects_words(e))}</td>",
+        f"<td>{html.escape(interval_words(e))}</td>",
+        f'<td class="verdict">{html.escape(e["verdict"])}</td>',
+        f"<td>{html.escape(e['why'])}</td>",
+    ]
+    return f'<tr class="{cls}">' + "".join(cells) + "</tr>"
 
 
 CLAIMS_CSS = """
@@ -130,23 +317,58 @@ table.claims tr.holds td.verdict { background: #d4edda; }
 table.claims tr.fails td.verdict { background: #f8d7da; }
 table.claims tr.inconclusive td.verdict { background: #fff3cd; }
 table.claims tr.not-run td.verdict { background: #e2e3e5; }
+table.claims tr.scale-heading th { background: #f0f0f0; }
+table.claims.agreement td.holds { background: #d4edda; }
+table.claims.agreement td.fails { background: #f8d7da; }
+table.claims.agreement tr.agree td.agreement { background: #d4edda; }
+table.claims.agreement tr.differ td.agreement { background: #f8d7da; }
 """
+
+
+def json_payload(verdicts: Sequence[Verdict | Mapping[str, Any]], **extra: Any) -> dict[str, Any]:
+    """What claims.json holds: {"summary", "scales", **extra, "agreement", "claims"}.
+
+    "claims" holds the entries of every scale (each with its "scale"); "scales" maps each
+    scale to its summary words; "agreement" is `agreement_rows` of the entries. "summary" is
+    the summary words of the one scale, or "smoke: ...; cpu: ..." for several.
+    """
+    entries = verdict_dicts(verdicts)
+    groups = entries_by_scale(entries)
+    scales = {scale: summary_words(group) for scale, group in groups.items()}
+    if len(scales) > 1:
+        summary = "; ".join(f"{scale}: {words}" for scale, words in scales.items())
+    else:
+        summary = summary_words(entries)
+    return {
+        "summary": summary,
+        "scales": scales,
+        **extra,
+        "agreement": agreement_rows(groups),
+        "claims": entries,
+    }
 
 
 def write_json(
     verdicts: Sequence[Verdict | Mapping[str, Any]], path: str | os.PathLike, **extra: Any
 ) -> Path:
-    """claims.json: {"claims": [entry, ...], "summary": ..., **extra}; returns the path."""
+    """claims.json (`json_payload` of the verdicts of every scale, and `extra`); the path."""
     path = Path(path)
-    entries = verdict_dicts(verdicts)
-    payload = {"summary": summary_words(entries), **extra, "claims": entries}
+    payload = json_payload(verdicts, **extra)
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
 def read_json(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The claim entries of a claims.json (for `text_table` / `to_html`)."""
+    """The claim entries of a claims.json, every scale's (for `text_table` / `to_html`)."""
     return list(json.loads(Path(path).read_text())["claims"])
+
+
+def read_agreement(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The agreement rows of a claims.json (computed from its entries when it has none)."""
+    payload = json.loads(Path(path).read_text())
+    if "agreement" in payload:
+        return list(payload["agreement"])
+    return agreement_rows(entries_by_scale(payload["claims"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,8 +388,9 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
         "`smoothbench-claims --markdown > docs/claims.md`; do not edit -->",
         "",
         "`smoothbench-claims SWEEP_DIR...` checks each claim below on the runs of a sweep (or of",
-        "`scripts/reproduce.sh`, one sweep per preset) and prints one table: the paper's",
-        "direction, the effect per seed, its mean with a t interval across seeds, and a verdict.",
+        "`scripts/reproduce.sh`, one sweep per preset) and prints one table per scale: the",
+        "paper's direction, the effect per seed, its mean with a t interval across seeds, and a",
+        "verdict.",
         "",
         "- **holds**: the interval lies on the paper's side of the null (or inside the band).",
         "- **fails**: the interval lies on the other side.",
@@ -175,6 +398,13 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
         "  finish), the interval straddles the null, or there is one seed (no interval; ask",
         "  for a point-estimate verdict with `--min-seeds 1`).",
         "- **not run**: the preset, the compared condition or the metric is absent.",
+        "",
+        "Verdicts are computed per scale; smoke verdicts are plumbing only; cpu verdicts are",
+        "meant to match paper verdicts, and a claim known not to is marked with its scale note.",
+        "Runs of different scales (config `scale`: smoke, cpu, paper) are never pooled: the",
+        "command prints one table per scale, then an agreement table setting each claim's cpu",
+        "verdict beside its paper-scale verdict (agree, differ, or open when one is undecided",
+        "or not run). `--scale NAME` evaluates one scale only.",
         "",
         "How effects are formed: runs are read by preset (config `experiment`); the two arms",
         "differ in one config key (usually `norm`); a treatment run is paired with the control",
@@ -211,4 +441,15 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
     if needing:
         lines += ["", "## Claims the shipped presets and probes do not measure yet", ""]
         lines += [f"- `{c.id}` needs {c.needs}." for c in needing]
+    noted = [c for c in claims if c.scale_note]
+    if noted:
+        lines += [
+            "",
+            "## Scale-dependent claims",
+            "",
+            "Claims whose verdict at the small scales (smoke, cpu) is expected to differ from",
+            "the paper scale, and why:",
+            "",
+        ]
+        lines += [f"- `{c.id}`: {_cell(c.scale_note)}" for c in noted]  # type: ignore[arg-type]
     return "\n".join(lines) + "\n"

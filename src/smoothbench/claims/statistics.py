@@ -10,6 +10,10 @@ The pipeline for one claim:
   4. a t interval across seeds (`t_interval`); with one seed there is none, and the table says so;
   5. the verdict (`decide`): "not run" without the runs or metrics, "inconclusive" when a
      precondition fails or the interval straddles the null, else "holds" or "fails".
+
+Runs of different scales (config `scale`: smoke, cpu, paper) are never pooled: a smoke run and
+a cpu run of the same seed measure different nets. `evaluate_by_scale` evaluates each scale
+on its own; `evaluate` takes runs of one scale.
 """
 
 from __future__ import annotations
@@ -27,7 +31,14 @@ import numpy as np
 import pandas as pd
 
 from smoothbench import results
-from smoothbench.claims.registry import CLAIMS, Claim, Precondition, Statistic, metric_patterns
+from smoothbench.claims.registry import (
+    CLAIMS,
+    SCALES,
+    Claim,
+    Precondition,
+    Statistic,
+    metric_patterns,
+)
 
 VERDICTS = ("holds", "fails", "inconclusive", "not run")
 DEFAULT_CONFIDENCE = 0.95
@@ -46,6 +57,7 @@ CELL_KEYS = (
 # Config keys the claims read, kept per run whatever varies.
 CONFIG_KEYS = CELL_KEYS + ("optim.schedule", "optim.momentum", "steps", "data.name", "scale")
 TAIL_SHARE = 0.1  # "final" training accuracy without a test accuracy: mean of the last 10 %
+UNKNOWN_SCALE = "unknown"  # the group of runs whose config has no scale
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +301,8 @@ class Verdict:
     confidence: float = DEFAULT_CONFIDENCE
     arms: dict[str, dict[Any, float]] = field(default_factory=dict)  # arm -> seed -> statistic
     runs: list[str] = field(default_factory=list)
-    scales: list[str] = field(default_factory=list)
+    scales: list[str] = field(default_factory=list)  # the scales of the paired runs
+    scale: str | None = None  # the scale group it was evaluated on (`evaluate_by_scale`)
 
     @property
     def n_seeds(self) -> int:
@@ -335,6 +348,8 @@ class Verdict:
             },
             "runs": list(self.runs),
             "scales": list(self.scales),
+            "scale": self.scale,
+            "scale_note": claim.scale_note,
         }
 
 
@@ -675,17 +690,69 @@ def evaluate(
     confidence: float = DEFAULT_CONFIDENCE,
     min_seeds: int = DEFAULT_MIN_SEEDS,
 ) -> list[Verdict]:
-    """The verdict of every claim (registry order) on the loaded runs."""
+    """The verdict of every claim (registry order) on the loaded runs (of one scale: see
+    `evaluate_by_scale`)."""
+    _check_options(confidence, min_seeds)
+    return [evaluate_claim(c, runs, confidence, min_seeds) for c in claims]
+
+
+def _check_options(confidence: float, min_seeds: int) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     if min_seeds < 1:
         raise ValueError(f"min_seeds must be >= 1, got {min_seeds!r}")
-    return [evaluate_claim(c, runs, confidence, min_seeds) for c in claims]
+
+
+def scale_of(run: RunData) -> str:
+    """The run's config `scale`, or "unknown" when the config has none."""
+    scale = run.config.get("scale")
+    return str(scale) if scale else UNKNOWN_SCALE
+
+
+def scale_order(scales: Iterable[str]) -> list[str]:
+    """Scales smallest first (smoke, cpu, paper), then any others by name."""
+    names = set(scales)
+    known = [s for s in SCALES if s in names]
+    return known + sorted(names - set(SCALES))
+
+
+def runs_by_scale(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
+    """The runs grouped by `scale_of`, in `scale_order`."""
+    groups: dict[str, list[RunData]] = {}
+    for run in runs:
+        groups.setdefault(scale_of(run), []).append(run)
+    return {scale: groups[scale] for scale in scale_order(groups)}
+
+
+def evaluate_by_scale(
+    runs: Sequence[RunData],
+    claims: Sequence[Claim] = CLAIMS,
+    confidence: float = DEFAULT_CONFIDENCE,
+    min_seeds: int = DEFAULT_MIN_SEEDS,
+) -> dict[str, list[Verdict]]:
+    """{scale: the verdict of every claim on that scale's runs alone}, smoke, cpu, paper first.
+
+    A scale without runs has no entry: its verdicts are "not run" by absence, which the
+    agreement table (`render.agreement_rows`) says in words.
+    """
+    _check_options(confidence, min_seeds)  # also when there are no runs at all
+    out = {}
+    for scale, group in runs_by_scale(runs).items():
+        verdicts = evaluate(group, claims, confidence, min_seeds)
+        for verdict in verdicts:
+            verdict.scale = scale
+        out[scale] = verdicts
+    return out
 
 
 def evaluate_paths(paths: Iterable[str | os.PathLike], **options: Any) -> list[Verdict]:
-    """`evaluate` on every run under sweep/reproduce/run dirs (options: see `evaluate`)."""
-    return evaluate(load_paths(paths), **options)
+    """Every claim's verdict on the runs under sweep/reproduce/run dirs, per scale.
+
+    The verdicts of each scale in turn (smoke, cpu, paper, then others), each with its
+    `scale`: scales are never pooled. Options: see `evaluate`.
+    """
+    by_scale = evaluate_by_scale(load_paths(paths), **options)
+    return [verdict for verdicts in by_scale.values() for verdict in verdicts]
 
 
 def verdict_frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:
