@@ -456,16 +456,20 @@ def claims_html(
         return None, ""
     if path is not None:
         verdicts, note = claims.read_json(path), f"from {path}"
+        agreement = claims.read_agreement(path)
     else:
         try:
-            verdicts = claims.evaluate_paths(list(paths))
+            verdicts = claims.evaluate_paths(list(paths))  # per scale, never pooled
         except (OSError, ValueError, KeyError) as err:
             return None, f"claims not evaluated: {err}"
         note = "evaluated on these runs (smoothbench-claims writes the same table to claims.json)"
+        agreement = claims.agreement_rows(claims.entries_by_scale(verdicts))
     if not verdicts:
         return None, note
     links = {name: f"#{name}" for name in figure_ids}
-    return claims.to_html(verdicts, figure_links=links), note
+    # the verdicts first (one block per scale), then whether cpu and paper scale agree
+    table = claims.to_html(verdicts, figure_links=links)
+    return f"{table}\n<h3>cpu and paper scale</h3>\n{claims.agreement_html(agreement, links)}", note
 
 
 def claims_css() -> str:

@@ -227,7 +227,7 @@ def agreement_html(
     """The agreement table as an HTML fragment (<table class="claims agreement">).
 
     Takes what `agreement_table` takes. Rows carry the class of their agreement (agree,
-    differ, open); claims link as in `to_html` (by id only: rows carry no figure)."""
+    differ, open); claims link as in `to_html` (the figure is the registry's)."""
     links = dict(figure_links or {})
     rows = _rows(by_scale)
     scales = _agreement_columns(rows)
@@ -237,8 +237,10 @@ def agreement_html(
     out += ["</tr></thead>", "<tbody>"]
     for r in rows:
         name = html.escape(r["id"])
-        if links.get(r["id"]):
-            name = f'<a href="{html.escape(links[r["id"]], quote=True)}">{name}</a>'
+        claim = CLAIMS_BY_ID.get(r["id"])
+        link = links.get(r["id"]) or (links.get(claim.figure) if claim else None)
+        if link:
+            name = f'<a href="{html.escape(link, quote=True)}">{name}</a>'
         cells = [f"<td>{name}</td>"]
         cells += [
             f'<td class="{VERDICT_CLASSES.get(r.get(s, "not run"), "")}">'
