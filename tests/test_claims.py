@@ -27,9 +27,15 @@ from smoothbench.claims import (
     CLAIMS,
     CLAIMS_BY_ID,
     Claim,
+    agreement_html,
+    agreement_rows,
+    agreement_table,
     claims_markdown,
+    entries_by_scale,
     evaluate,
+    evaluate_by_scale,
     evaluate_claim,
+    read_agreement,
     read_json,
     run_data,
     t_interval,
@@ -37,7 +43,8 @@ from smoothbench.claims import (
     to_html,
 )
 from smoothbench.claims.cli import run as cli_run
-from smoothbench.claims.statistics import outlier_gap, run_statistic
+from smoothbench.claims.render import OPEN_WORDS, SMOKE_WORDS, UNSTATED
+from smoothbench.claims.statistics import outlier_gap, run_statistic, scale_order
 from smoothbench.results import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -517,19 +524,183 @@ def test_registry_covers_the_required_claims_and_real_presets():
 
 
 # ---------------------------------------------------------------------------------------------
+# scales: never pooled; cpu beside paper
+
+
+def at_scale(records: list[RunRecord], scale: str, tag: str = "") -> list[RunRecord]:
+    """Copies of run records at another scale (config `scale`), under run names of their own."""
+    out = copy.deepcopy(records)
+    for record in out:
+        record.config["scale"] = scale
+        record.run = f"{scale}/{tag}{record.run}"
+        record.run_dir = f"/synthetic/{record.run}"
+    return out
+
+
+def scale_runs(claim: Claim, scale: str, holds: bool = True, seeds=SEEDS) -> list[RunRecord]:
+    return at_scale(claim_runs(claim, holds=holds, seeds=seeds)[0], scale, tag=f"{claim.id}/")
+
+
+def test_runs_of_two_scales_are_never_pooled():
+    claim = CLAIMS_BY_ID["bn_trains_faster"]
+    cpu = scale_runs(claim, "cpu", holds=True)  # batch − none = +0.2 per seed
+    smoke = scale_runs(claim, "smoke", holds=False)  # −0.2 per seed, same seeds and settings
+    runs = run_data(smoke + cpu)
+    # pooled, each seed's arms average to an effect of ~0: the verdict would flip
+    assert evaluate_claim(claim, runs).verdict == "inconclusive"
+    by_scale = evaluate_by_scale(runs, [claim])
+    assert list(by_scale) == ["smoke", "cpu"]
+    (smoke_verdict,), (cpu_verdict,) = by_scale["smoke"], by_scale["cpu"]
+    assert smoke_verdict.verdict == "fails" and smoke_verdict.scale == "smoke"
+    assert cpu_verdict.verdict == "holds" and cpu_verdict.scales == ["cpu"]
+    assert cpu_verdict.mean == pytest.approx(0.2)
+    assert sorted(cpu_verdict.runs) == sorted(r.run for r in cpu)
+    assert cpu_verdict.to_dict()["scale"] == "cpu"
+
+
+def test_scales_are_ordered_smallest_first_and_unlabelled_runs_kept_apart():
+    assert scale_order(["zeta", "paper", "unknown", "cpu", "smoke"]) == [
+        "smoke",
+        "cpu",
+        "paper",
+        "unknown",
+        "zeta",
+    ]
+    claim = CLAIMS_BY_ID["bn_trains_faster"]
+    unlabelled = scale_runs(claim, "x")
+    for record in unlabelled:
+        del record.config["scale"]
+    by_scale = evaluate_by_scale(run_data(unlabelled + scale_runs(claim, "paper")), [claim])
+    assert list(by_scale) == ["paper", "unknown"]
+    assert [len(by_scale[s][0].runs) for s in by_scale] == [6, 6]
+
+
+def agreement_case(note: str = "the cpu preset trains 300 steps: the dln never separates"):
+    """Verdicts at cpu and paper scale of five claims, one per agreement case; the dln claim
+    has a scale note. Returns (by_scale, the dln claim)."""
+    noted = dataclasses.replace(CLAIMS_BY_ID["bn_lowers_beta_dln"], scale_note=note)
+    cases = [  # (claim, holds at cpu, holds at paper, paper seeds); None: no paper runs
+        (CLAIMS_BY_ID["bn_trains_faster"], True, True, SEEDS),  # agree
+        (CLAIMS_BY_ID["bn_lowers_beta_vgg"], True, False, SEEDS),  # differ, no note
+        (noted, False, True, SEEDS),  # differ, with its note
+        (CLAIMS_BY_ID["bn_no_ics_reduction_vgg_l2"], True, True, (0,)),  # paper: 1 seed, open
+        (CLAIMS_BY_ID["noisy_bn_trains_like_bn"], True, None, ()),  # not run at paper, open
+    ]
+    records = []
+    for claim, cpu, paper, seeds in cases:
+        records += scale_runs(claim, "cpu", holds=cpu)
+        if paper is not None:
+            records += scale_runs(claim, "paper", holds=paper, seeds=seeds)
+    return evaluate_by_scale(run_data(records), [c[0] for c in cases]), noted
+
+
+def test_agreement_rows_set_cpu_beside_paper():
+    by_scale, noted = agreement_case()
+    rows = {r["id"]: r for r in agreement_rows(by_scale)}
+    assert list(rows) == [
+        "bn_trains_faster",
+        "bn_lowers_beta_vgg",
+        "bn_lowers_beta_dln",
+        "bn_no_ics_reduction_vgg_l2",
+        "noisy_bn_trains_like_bn",
+    ]
+    cells = {cid: (r["cpu"], r["paper"], r["agreement"], r["note"]) for cid, r in rows.items()}
+    assert cells == {
+        "bn_trains_faster": ("holds", "holds", "agree", "—"),
+        "bn_lowers_beta_vgg": ("holds", "fails", "differ", UNSTATED),
+        "bn_lowers_beta_dln": ("fails", "holds", "differ", noted.scale_note),
+        "bn_no_ics_reduction_vgg_l2": ("holds", "inconclusive", "open", "—"),
+        "noisy_bn_trains_like_bn": ("holds", "not run", "open", "—"),
+    }
+    assert "smoke" not in rows["bn_trains_faster"]  # no smoke runs, no smoke column
+    # a cpu-only evaluation: the paper column reads "not run" and nothing agrees or differs
+    cpu_only = agreement_rows({"cpu": by_scale["cpu"]})
+    assert {(r["paper"], r["agreement"]) for r in cpu_only} == {("not run", "open")}
+    # smoke verdicts are a column of their own, never part of the agreement
+    smoke = [dataclasses.replace(v, verdict="fails", scale="smoke") for v in by_scale["cpu"]]
+    with_smoke = agreement_rows({"smoke": smoke, **by_scale})
+    assert with_smoke[0]["smoke"] == "fails" and with_smoke[0]["agreement"] == "agree"
+
+
+def test_agreement_table_text_and_html():
+    by_scale, noted = agreement_case()
+    table = agreement_table(by_scale)
+    lines = table.splitlines()
+    assert lines[0].split() == ["claim", "cpu", "paper", "agreement", "scale", "note"]
+    row = next(ln for ln in lines if ln.startswith("bn_lowers_beta_vgg "))
+    assert row.split() == ["bn_lowers_beta_vgg", "holds", "fails", "differ", *UNSTATED.split()]
+    row = next(ln for ln in lines if ln.startswith("noisy_bn_trains_like_bn "))
+    assert row.split() == ["noisy_bn_trains_like_bn", "holds", "not", "run", "open", "—"]
+    assert noted.scale_note in " ".join(table.split())  # the note, wrapped in its cell
+    assert lines[-2:] == ["1 agree, 2 differ, 2 open", OPEN_WORDS]
+    page = agreement_html(by_scale, {"fig4": "#fig4"})
+    assert page.count('<tr class="differ">') == 2 and page.count('<tr class="open">') == 2
+    assert '<a href="#fig4">bn_lowers_beta_vgg</a>' in page  # the registry's figure
+    assert f"<td>{UNSTATED}</td>" in page
+    # the rows of a claims.json draw the same table
+    assert agreement_html(agreement_rows(by_scale), {"fig4": "#fig4"}) == page
+
+
+def test_html_of_several_scales_groups_rows_under_a_heading(tmp_path):
+    by_scale, _ = agreement_case()
+    verdicts = [v for vs in by_scale.values() for v in vs]
+    page = to_html(verdicts)
+    assert page.count('<tr class="scale-heading">') == 2
+    assert page.index("scale=cpu: 4 holds, 1 fails") < page.index("scale=paper: ")
+    assert page.count("<tr class=") == 2 + len(verdicts)
+    one_scale = to_html(by_scale["cpu"])
+    assert "scale-heading" not in one_scale and one_scale.count("<tr class=") == 5
+
+
+def test_claims_json_holds_every_scale_and_the_agreement(tmp_path):
+    from smoothbench.claims import write_json
+
+    by_scale, _ = agreement_case()
+    verdicts = [v for vs in by_scale.values() for v in vs]
+    path = write_json(verdicts, tmp_path / "claims.json", runs=3)
+    payload = json.loads(path.read_text())
+    assert [e["scale"] for e in payload["claims"]] == ["cpu"] * 5 + ["paper"] * 5
+    assert payload["scales"] == {
+        "cpu": "4 holds, 1 fails, 0 inconclusive, 0 not run",
+        "paper": "2 holds, 1 fails, 1 inconclusive, 1 not run",  # fig2 not run there
+    }
+    assert payload["agreement"] == agreement_rows(by_scale)
+    assert read_json(path) == payload["claims"] and read_agreement(path) == payload["agreement"]
+    assert entries_by_scale(read_json(path)).keys() == {"cpu", "paper"}
+    # a claims.json of before scales (no "scale", no "agreement"): one group, cpu not run
+    old = {"claims": [{k: v for k, v in e.items() if k != "scale"} for e in payload["claims"]]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert {r["cpu"] for r in read_agreement(tmp_path / "old.json")} == {"not run"}
+
+
+def test_docs_list_scale_notes_only_when_a_claim_has_one():
+    noted = dataclasses.replace(CLAIMS_BY_ID["bn_lowers_beta_dln"], scale_note="a reason | why")
+    docs = claims_markdown([CLAIMS_BY_ID["bn_trains_faster"], noted])
+    assert (
+        docs.split("## Scale-dependent claims")[1]
+        .strip()
+        .endswith("- `bn_lowers_beta_dln`: a reason \\| why")
+    )
+    assert "## Scale-dependent claims" not in claims_markdown([CLAIMS_BY_ID["bn_trains_faster"]])
+    assert "smoke verdicts are plumbing only" in docs
+
+
+# ---------------------------------------------------------------------------------------------
 # the command
 
 
-def write_sweep(root: Path, claim: Claim, holds: bool = True) -> Path:
-    """A reproduce-style dir: <root>/<preset>/<job>/ run dirs, as smoothbench-train writes."""
+def write_sweep(root: Path, claim: Claim, holds: bool = True, scale: str = "smoke") -> Path:
+    """A reproduce-style dir: <root>/<preset>/<job>/ run dirs, as smoothbench-train writes
+    (runs of another scale than smoke: <root>/<preset>/<scale>-<job>/)."""
     records, _ = claim_runs(claim, holds=holds)
     for job, record in enumerate(records):
         cfg = run_config(claim, "treatment" if "treatment" in record.run else "control", 0)
         cfg["seed"] = record.config["seed"]
+        cfg["scale"] = scale
         for key in ("norm.name", "model.shortcut"):
             _set(cfg, key, record.config[key])
         write_run(
-            root / claim.presets[0] / str(job),
+            root / claim.presets[0] / (str(job) if scale == "smoke" else f"{scale}-{job}"),
             config=cfg,
             records=record.records,
             status={"state": "finished", "step": STEPS, "reason": None},
@@ -596,6 +767,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         ([str(root), "--claims", "bogus"], "--claims 'bogus': unknown; choose from: "),
         ([str(root), "--min-seeds", "0"], "--min-seeds 0: must be >= 1"),
         ([str(root), "--out", str(tmp_path / "file")], f"--out {str(tmp_path / 'file')!r} exists"),
+        (
+            [str(root), "--scale", "cpu"],
+            "--scale 'cpu': no runs of that scale; scales found: smoke",
+        ),
     ):
         assert cli_run(args) == 2, args
         captured = capsys.readouterr()
@@ -648,3 +823,47 @@ def test_wandb_path_reads_runs_through_results(monkeypatch, capsys, tmp_path):
         ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("bn_trains_faster ")
     )
     assert " holds " in line and "s0: 0.19, s1: 0.2, s2: 0.21" in line
+
+
+def test_cli_on_a_cpu_only_sweep_shows_paper_not_run(tmp_path, capsys):
+    root = write_sweep(tmp_path / "repro", CLAIMS_BY_ID["bn_lowers_beta_vgg"], scale="cpu")
+    assert cli_run([str(root)]) == 0
+    printed = capsys.readouterr().out
+    assert "\nscale=cpu: 6 runs\n" in printed and "scale=smoke" not in printed
+    agreement = printed.split("agreement of cpu and paper verdicts\n")[1]
+    row = next(ln for ln in agreement.splitlines() if ln.startswith("bn_lowers_beta_vgg "))
+    assert row.split() == ["bn_lowers_beta_vgg", "holds", "not", "run", "open", "—"]
+    assert OPEN_WORDS in agreement
+    payload = json.loads((root / "claims.json").read_text())
+    assert {e["scale"] for e in payload["claims"]} == {"cpu"} and list(payload["scales"]) == ["cpu"]
+    assert {r["paper"] for r in payload["agreement"]} == {"not run"}
+    assert (root / "claims.txt").read_text() in printed
+
+
+def test_cli_prints_one_table_per_scale_and_never_pools(tmp_path, capsys):
+    claim = CLAIMS_BY_ID["bn_lowers_beta_vgg"]
+    root = write_sweep(tmp_path / "repro", claim, holds=False)  # smoke: against the paper
+    write_sweep(root, claim, scale="cpu")
+    write_sweep(root, claim, scale="paper")
+    assert cli_run([str(root)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("claims on 18 runs of ")
+    headings = [ln for ln in printed.splitlines() if ln.startswith("scale=")]
+    assert headings == [
+        f"scale=smoke: 6 runs ({SMOKE_WORDS})",
+        "scale=cpu: 6 runs",
+        "scale=paper: 6 runs",
+    ]
+    rows = [ln for ln in printed.splitlines() if ln.startswith("bn_lowers_beta_vgg ")]
+    assert [" fails " in row for row in rows[:3]] == [True, False, False]  # smoke, cpu, paper
+    assert [" holds " in row for row in rows[:3]] == [False, True, True]
+    assert rows[-1].split() == ["bn_lowers_beta_vgg", "fails", "holds", "holds", "agree", "—"]
+    payload = json.loads((root / "claims.json").read_text())
+    assert len(payload["claims"]) == 3 * len(CLAIMS)
+    assert payload["runs_by_scale"] == {"smoke": 6, "cpu": 6, "paper": 6}
+    # --scale: only that scale's runs, table and entries
+    assert cli_run([str(root), "--scale", "cpu", "--out", str(tmp_path / "cpu")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("claims on 6 runs of ") and "scale=paper" not in printed
+    entries = read_json(tmp_path / "cpu" / "claims.json")
+    assert {e["scale"] for e in entries} == {"cpu"}
