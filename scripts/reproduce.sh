@@ -93,12 +93,14 @@ else
   done
 fi
 
-# Li et al. surfaces of the final nets (the surfaces preset and Fig. 4's VGGs keep them)
+# Li et al. surfaces of the final nets (the surfaces preset and Fig. 4's VGGs keep them); of
+# Fig. 4's runs only seed 0's (a surface is a picture of one net: more seeds add cost, not a claim)
 for preset in surfaces fig4; do
   [ -d "$OUT/$preset" ] || continue
   for run in "$OUT/$preset"/[0-9]*/; do
     [ -f "$run/surfaces/2d.npz" ] && continue
     [ -f "$run/status.json" ] && grep -q '"finished"' "$run/status.json" || continue
+    [ "$preset" = fig4 ] && ! grep -qx 'seed: 0' "$run/.hydra/config.yaml" && continue
     timed "surface:$preset/$(basename "$run")" smoothbench-surface "run_dir=$run" dims=2 \
       "points=$SURFACE_POINTS" name=2d
   done
