@@ -224,6 +224,28 @@ def test_every_claim_holds_and_fails_as_built(claim):
         assert result.ci is not None and result.ci[0] < result.mean < result.ci[1]
 
 
+def test_a_claims_note_is_quoted_beside_fails_and_inconclusive_never_beside_holds():
+    claim = dataclasses.replace(
+        CLAIMS_BY_ID["bn_lowers_beta_vgg"], note="measured after the norm layer, by construction"
+    )
+    verdicts = {}
+    for case, kwargs in (
+        ("holds", {}),
+        ("fails", {"holds": False}),
+        ("broken", {"broken": "control"}),
+    ):
+        records, _ = claim_runs(claim, **kwargs)
+        verdicts[case] = evaluate_claim(claim, run_data(records))
+    assert verdicts["holds"].verdict == "holds" and "Known:" not in verdicts["holds"].why
+    for case, verdict in (("fails", "fails"), ("broken", "inconclusive")):
+        assert verdicts[case].verdict == verdict
+        assert verdicts[case].why.endswith(
+            ". Known: measured after the norm layer, by construction"
+        )
+    assert verdicts["fails"].to_dict()["note"] == claim.note
+    assert claim.note in claims_markdown([claim])
+
+
 @pytest.mark.parametrize(
     "claim", [c for c in CLAIMS if c.preconditions], ids=[c.id for c in CLAIMS if c.preconditions]
 )

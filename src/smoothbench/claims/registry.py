@@ -152,6 +152,9 @@ class Claim:
         needs: for a claim the shipped presets or probes do not measure yet: what it needs.
         scale_note: why this claim's verdict at the small scales (smoke/cpu) is expected to
             differ from the paper scale, a measured reason; None when no difference is known.
+        note: what smoothbench measured that explains a verdict other than "holds" at any
+            scale (e.g. a measurement that cannot show the effect by construction); shown in
+            the why of a failing or inconclusive verdict and in docs/claims.md.
     """
 
     id: str
@@ -173,6 +176,7 @@ class Claim:
     allow_diverged: tuple[str, ...] = ()
     needs: str | None = None
     scale_note: str | None = None
+    note: str | None = None
 
     def __post_init__(self) -> None:
         if self.comparison not in COMPARISONS:
@@ -233,6 +237,35 @@ def _words(value: Any) -> str:
 # the table
 
 SANTURKAR = "Santurkar et al. 2018"
+# Why the activation-moment claims fail at every scale (measured on fig1 at scale=cpu, lr 0.1).
+MOMENTS_AFTER_NORM = (
+    "the activations are measured after the norm layer (Figs 1c, 2, 8), where a BN unit's batch "
+    "mean and variance are β and ≈ γ² by construction, so they move only as fast as β and γ "
+    "learn; in units of the unit's own standard deviation, BN's means moved 0.002-0.008 per "
+    "50 steps against 0.15-0.41 for the standard net (VGG-11, layers #2 and #7, seeds 0-1). "
+    "The paper judges Fig. 1c's histograms by eye; its argument that stability is not what "
+    "helps rests on noisy BN (noisy_bn_trains_like_bn, noisy_bn_moments_change_more)"
+)
+# Why the DLN landscape claims do not hold (conf/experiment/fig10.yaml has the measurements).
+DLN_NOT_SMOOTHER = (
+    "with full-batch GD on the 25-layer DLN, BN's landscape is not smoother at any lr measured: "
+    "at lr 5e-4 (both nets train, below the edge of stability) BN / standard loss variation "
+    "13.5 [2.9, 63] over ten seeds, β 1.27 [0.67, 2.4]; at 2e-4 the standard DLN does not "
+    "train and BN's loss variation is 39x; at the paper's 1e-3 (1e-6 on the summed loss) the "
+    "standard net overshoots the edge of stability early and the ratios range over 1e-4..4 "
+    "between seeds; at matched loss BN's β is 10-350x the standard net's"
+)
+LP_DLN_NOT_SMOOTHER = (
+    "BatchNorm itself does not lower the DLN's loss variation (bn_lowers_loss_variation_dln), "
+    "so the paper's 'as BatchNorm does' has no effect to match on this net"
+)
+# Why the shortcut claims are inconclusive at scale=cpu (conf/regime/resnet_cpu.yaml).
+PLAIN_RESNET_AT_CHANCE = (
+    "at scale=cpu (ResNet-20 at width 1/4, 400 steps) the plain net without BN and without "
+    "shortcuts stays at chance at every lr tried (0.1, 0.05, 0.02; Glorot init halves the "
+    "signal's variance at each of its 19 ReLU layers), so the comparison is inconclusive there; "
+    "whether it trains in the paper-scale budget (64,000 steps) is not measured yet"
+)
 CHANCE = Precondition("left_chance")
 BOTH_TRAIN = (CHANCE,)
 DLN_TRAINS = (Precondition("loss_fell", factor=0.5),)
@@ -298,6 +331,7 @@ def _distribution_claims() -> list[Claim]:
                 direction=">",
                 null=0.8,
                 preconditions=BOTH_TRAIN,
+                note=MOMENTS_AFTER_NORM,
             )
         )
     claims.append(
@@ -391,9 +425,9 @@ SMOOTHNESS = (
 
 def _smoothness_claims() -> list[Claim]:
     claims = []
-    for net, preset, pre, fig in (
-        ("vgg", "fig4", BOTH_TRAIN, "Fig. 4"),
-        ("dln", "fig10", DLN_TRAINS, "Fig. 10"),
+    for net, preset, pre, fig, note in (
+        ("vgg", "fig4", BOTH_TRAIN, "Fig. 4", None),
+        ("dln", "fig10", DLN_TRAINS, "Fig. 10", DLN_NOT_SMOOTHER),
     ):
         for name, metric, words in SMOOTHNESS:
             claims.append(
@@ -407,6 +441,7 @@ def _smoothness_claims() -> list[Claim]:
                     comparison="ratio",
                     direction="<",
                     preconditions=pre,
+                    note=note,
                 )
             )
     return claims
@@ -432,9 +467,9 @@ def _lp_claims() -> list[Claim]:
                 preconditions=BOTH_TRAIN,
             )
         )
-        for net, preset, pre, fig in (
-            ("vgg", "lp", BOTH_TRAIN, "Fig. 12"),
-            ("dln", "lp_dln", DLN_TRAINS, "Fig. 13"),
+        for net, preset, pre, fig, note in (
+            ("vgg", "lp", BOTH_TRAIN, "Fig. 12", None),
+            ("dln", "lp_dln", DLN_TRAINS, "Fig. 13", LP_DLN_NOT_SMOOTHER),
         ):
             claims.append(
                 Claim(
@@ -450,6 +485,7 @@ def _lp_claims() -> list[Claim]:
                     comparison="ratio",
                     direction="<",
                     preconditions=pre,
+                    note=note,
                 )
             )
     return claims
@@ -490,6 +526,7 @@ def _hessian_claims() -> list[Claim]:
                 comparison="ratio",
                 direction="<",
                 preconditions=BOTH_TRAIN,
+                scale_note=PLAIN_RESNET_AT_CHANCE,
             )
         )
     claims.append(

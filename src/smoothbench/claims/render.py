@@ -443,6 +443,17 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
     if needing:
         lines += ["", "## Claims the shipped presets and probes do not measure yet", ""]
         lines += [f"- `{c.id}` needs {c.needs}." for c in needing]
+    explained = [c for c in claims if c.note]
+    if explained:
+        lines += [
+            "",
+            "## What is known about verdicts other than holds",
+            "",
+            "Measured findings that explain why a claim fails or stays inconclusive in",
+            "smoothbench's setting; a failing or inconclusive verdict quotes its note in the why:",
+            "",
+        ]
+        lines += [f"- `{c.id}`: {_cell(c.note)}" for c in explained]  # type: ignore[arg-type]
     noted = [c for c in claims if c.scale_note]
     if noted:
         lines += [

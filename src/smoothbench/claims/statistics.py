@@ -350,6 +350,7 @@ class Verdict:
             "scales": list(self.scales),
             "scale": self.scale,
             "scale_note": claim.scale_note,
+            "note": claim.note,
         }
 
 
@@ -642,6 +643,8 @@ def evaluate_claim(
     if len(finite) != len(effects) and failed is None:
         failed = "an effect is not finite (a statistic of 0 or NaN)"
     verdict, why = decide(claim, finite, ci, failed, min_seeds=min_seeds)
+    if claim.note and verdict in ("fails", "inconclusive"):
+        why = f"{why}. Known: {claim.note}"
     return Verdict(
         claim,
         verdict,
