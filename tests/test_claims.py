@@ -749,6 +749,14 @@ def test_cli_end_to_end_on_a_reproduce_dir(tmp_path, capsys):
     assert entry["verdict"] == "holds" and entry["ci"][0] < 0.5 < entry["ci"][1]
     assert entry["arms"]["control"] == [{"seed": s, "value": 1.0} for s in SEEDS]
     assert (out / "claims.txt").read_text() in printed
+    markdown = (out / "claims.md").read_text().splitlines()
+    assert "**scale=smoke: 12 runs (" in markdown[0]
+    beta_row = next(line for line in markdown if line.startswith("| `bn_lowers_beta_vgg` |"))
+    assert "| s0: 0.495, s1: 0.5, s2: 0.505 |" in beta_row and "| **holds** |" in beta_row
+    agreement = next(
+        line for line in markdown if line.startswith("| `bn_trains_faster` |") and "open" in line
+    )
+    assert agreement.split(" | ")[1:4] == ["fails", "not run", "not run"]  # smoke, cpu, paper
 
 
 def test_cli_entry_point(tmp_path):

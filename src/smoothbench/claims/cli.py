@@ -47,7 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         metavar="DIR",
-        help="where claims.json and claims.txt go (default: the first SWEEP_DIR; . with --wandb)",
+        help="where claims.json, claims.txt and claims.md go "
+        "(default: the first SWEEP_DIR; . with --wandb)",
     )
     parser.add_argument("--json", action="store_true", help="also print claims.json to stdout")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval level (0.95)")
@@ -118,7 +119,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
-    from smoothbench.claims.render import json_payload, write_json
+    from smoothbench.claims.render import json_payload, verdicts_markdown, write_json
 
     claims = [CLAIMS_BY_ID[c] for c in args.claims] if args.claims else list(CLAIMS)
     by_scale = evaluate_by_scale(runs, claims, confidence=args.confidence, min_seeds=args.min_seeds)
@@ -136,11 +137,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     verdicts = [v for scale_verdicts in by_scale.values() for v in scale_verdicts]
     write_json(verdicts, out / "claims.json", **extra)
     (out / "claims.txt").write_text(text)
+    (out / "claims.md").write_text(verdicts_markdown(by_scale, counts))
     print(
         f"claims on {len(runs)} runs of {source} (interval: {args.confidence:.0%} t across seeds)"
     )
     print(text, end="")
-    print(f"wrote {out / 'claims.json'}")
+    print(f"wrote {out / 'claims.json'}, claims.txt and claims.md")
     if args.json:
         print(json.dumps(json_payload(verdicts, **extra), ensure_ascii=False))
     return 0

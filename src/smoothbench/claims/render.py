@@ -381,6 +381,44 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def verdicts_markdown(
+    by_scale: Mapping[str, Sequence[Verdict | Mapping[str, Any]]],
+    runs: Mapping[str, int] | None = None,
+) -> str:
+    """The verdict tables as Markdown (claims.md beside claims.json: for a README or a draft).
+
+    One table per scale under its heading (`scale_heading`), the verdict in bold, then the
+    agreement table of cpu and paper verdicts with each claim's scale note.
+    """
+    runs = runs or {}
+    lines: list[str] = []
+    for scale, verdicts in by_scale.items():
+        entries = verdict_dicts(verdicts)
+        lines += [f"**{scale_heading(scale, runs.get(scale))}**", ""]
+        lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        for e in entries:
+            cells = (
+                f"`{e['id']}`",
+                e["direction"],
+                effects_words(e),
+                interval_words(e),
+                f"**{e['verdict']}**",
+                e["why"],
+            )
+            lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
+        lines += ["", summary_words(entries), ""]
+    rows = agreement_rows(by_scale)
+    columns = _agreement_columns(rows)
+    lines += ["**Scale agreement** (smoke verdicts are plumbing only)", ""]
+    lines.append("| claim | " + " | ".join(columns) + " | agreement | scale note |")
+    lines.append("|" + "---|" * (len(columns) + 3))
+    for row in rows:
+        cells = [f"`{row['id']}`", *(row[c] for c in columns), row["agreement"], row["note"]]
+        lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
+    lines += ["", agreement_summary(rows)]
+    return "\n".join(lines) + "\n"
+
+
 def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
     """docs/claims.md: every claim of the registry, generated (a test keeps them equal)."""
     lines = [
