@@ -643,7 +643,9 @@ def evaluate_claim(
     if len(finite) != len(effects) and failed is None:
         failed = "an effect is not finite (a statistic of 0 or NaN)"
     verdict, why = decide(claim, finite, ci, failed, min_seeds=min_seeds)
-    if claim.note and verdict in ("fails", "inconclusive"):
+    if claim.note and failed is None and verdict in ("fails", "inconclusive"):
+        # the runs are sound and the data speak against the claim (or not clearly for it):
+        # what is known about why; a failed run or precondition is its own explanation
         why = f"{why}. Known: {claim.note}"
     return Verdict(
         claim,
