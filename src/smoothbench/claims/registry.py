@@ -620,8 +620,14 @@ BN_TRACE_LARGER = (
     "400 steps) while its λ_max was 0.39x: BN lowers the top of the spectrum "
     "(bn_removes_hessian_outliers), not its bulk; two seeds leave the interval wide"
 )
+L1_SMOOTHS_LESS = (
+    "ℓ1 normalization smooths the VGG less than BN: its loss variation was 0.70-1.09 times the "
+    "standard net's over five seeds (1,000 steps; geometric mean 0.87), where BN's was 0.52, "
+    "ℓ2's 0.64 and ℓ∞'s 0.44 (fig4, lp at scale=cpu)"
+)
 NOTES: dict[str, str] = {
     "noisy_bn_trains_like_bn": NOISY_BN_AT_MARGIN,
+    "l1_smooths_like_bn_vgg": L1_SMOOTHS_LESS,
     "bn_no_ics_reduction_vgg_cosine": ICS_COSINE_SPREAD,
     "bn_no_ics_reduction_dln_cosine": ICS_COSINE_SPREAD,
     "bn_lowers_trace": BN_TRACE_LARGER,
@@ -633,7 +639,6 @@ NOTES: dict[str, str] = {
     "bn_lowers_loss_variation_dln": DLN_NOT_SMOOTHER,
     "bn_lowers_grad_change_dln": DLN_NOT_SMOOTHER,
     "bn_lowers_beta_dln": DLN_NOT_SMOOTHER,
-    "l1_smooths_like_bn_vgg": VGG_SLOW_START,
     "l2_smooths_like_bn_vgg": VGG_SLOW_START,
     "linf_smooths_like_bn_vgg": VGG_SLOW_START,
     "l1_smooths_like_bn_dln": LP_DLN_NOT_SMOOTHER,
