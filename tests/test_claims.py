@@ -43,7 +43,7 @@ from smoothbench.claims import (
     to_html,
 )
 from smoothbench.claims.cli import run as cli_run
-from smoothbench.claims.render import OPEN_WORDS, SMOKE_WORDS, UNSTATED
+from smoothbench.claims.render import OPEN_WORDS, SMOKE_WORDS, UNSTATED, verdicts_markdown
 from smoothbench.claims.statistics import outlier_gap, run_statistic, scale_order
 from smoothbench.results import RunRecord
 
@@ -235,11 +235,16 @@ def test_a_claims_note_is_quoted_beside_a_verdict_against_the_data_only():
     ):
         records, _ = claim_runs(claim, **kwargs)
         verdicts[case] = evaluate_claim(claim, run_data(records))
-    assert verdicts["holds"].verdict == "holds" and "Known:" not in verdicts["holds"].why
-    assert verdicts["fails"].verdict == "fails"
-    assert verdicts["fails"].why.endswith(f". Known: {note}")
+    assert verdicts["holds"].verdict == "holds" and verdicts["holds"].known is None
+    assert verdicts["fails"].verdict == "fails" and verdicts["fails"].known == note
+    fails = verdicts["fails"].to_dict()
+    assert "Known" not in fails["why"] and fails["known"] == fails["note"] == note
+    # the text and HTML tables quote it, the Markdown table points to the docs
+    assert f"{fails['why']}. Known: {note}" in " ".join(text_table([fails]).split())
+    assert f"{fails['why']}. Known: {note}" in to_html([fails])
+    assert "Known: the claim's note in docs/claims.md |" in verdicts_markdown({"cpu": [fails]})
     # a broken precondition explains itself: no note
-    assert verdicts["broken"].verdict == "inconclusive" and "Known:" not in verdicts["broken"].why
+    assert verdicts["broken"].verdict == "inconclusive" and verdicts["broken"].known is None
     # seed 1's standard net made 16x smoother: its effect flips and the interval straddles 1
     records, _ = claim_runs(claim)
     for record in records:
@@ -250,8 +255,7 @@ def test_a_claims_note_is_quoted_beside_a_verdict_against_the_data_only():
     straddling = evaluate_claim(claim, run_data(records))
     assert straddling.effects[1] > 1 > straddling.effects[0]
     assert straddling.verdict == "inconclusive" and "straddles" in straddling.why
-    assert straddling.why.endswith(f". Known: {note}")
-    assert verdicts["fails"].to_dict()["note"] == note
+    assert straddling.known == note
     assert note in claims_markdown([claim])
 
 

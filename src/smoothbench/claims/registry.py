@@ -572,10 +572,11 @@ def _literature_claims() -> list[Claim]:
 MOMENTS_AFTER_NORM = (
     "the activations are measured after the norm layer (Figs 1c, 2, 8), where a BN unit's batch "
     "mean and variance are β and ≈ γ² by construction, so they move only as fast as β and γ "
-    "learn; in units of the unit's own standard deviation, BN's means moved 0.002-0.008 per "
-    "50 steps against 0.15-0.41 for the standard net (VGG-11, layers #2 and #7, seeds 0-1). "
-    "The paper judges Fig. 1c's histograms by eye; its argument that stability is not what "
-    "helps rests on noisy BN (noisy_bn_trains_like_bn, noisy_bn_moments_change_more)"
+    "learn: BN's means changed 0.048 [0.036, 0.064] times as much as the standard net's, its "
+    "variances 0.17 [0.10, 0.28] times (VGG-11, layers #2 and #7, four seeds). The paper judges "
+    "Fig. 1c's "
+    "histograms by eye; its argument that stability is not what helps rests on noisy BN "
+    "(noisy_bn_trains_like_bn, noisy_bn_moments_change_more)"
 )
 # Why a short VGG run may not show Fig. 4 (conf/regime/fig4_cpu.yaml has the measurements).
 VGG_SLOW_START = (
@@ -607,8 +608,7 @@ PLAIN_RESNET_AT_CHANCE = (
 # Measured in `scripts/reproduce.sh cpu` (VGG-11 at width 1/8; ResNet-20 at width 1/4).
 NOISY_BN_AT_MARGIN = (
     "noisy BN's run-averaged training accuracy was 0.042-0.063 below BN's over four seeds "
-    "(300 steps): the gap sits on the claim's 0.05 margin, so the interval straddles it; it "
-    "was 0.166 [0.132, 0.199] above the standard net's in the same runs"
+    "(300 steps): the gap sits on the claim's 0.05 margin, so the interval straddles it"
 )
 ICS_COSINE_SPREAD = (
     "1 − cos(G, G′) with BN / without varied between seeds from 0.40 to 3.0 for the VGG (six "

@@ -61,6 +61,15 @@ def interval_words(entry: Mapping[str, Any]) -> str:
     return entry.get("interval") or ""
 
 
+def why_words(entry: Mapping[str, Any], known_words: str | None = None) -> str:
+    """The why of an entry, with the claim's note quoted where the data decided the verdict
+    (`known`); `known_words` replaces the note's text (e.g. a pointer, for a compact table)."""
+    known = entry.get("known")
+    if not known:
+        return entry["why"]
+    return f"{entry['why']}. Known: {known_words or known}"
+
+
 def summary_words(entries: Sequence[Mapping[str, Any]]) -> str:
     """'12 holds, 3 fails, 9 inconclusive, 8 not run'."""
     counts = {v: 0 for v in VERDICT_CLASSES}
@@ -94,7 +103,7 @@ def text_table(verdicts: Sequence[Verdict | Mapping[str, Any]]) -> str:
             effects_words(e),
             interval_words(e),
             e["verdict"],
-            e["why"],
+            why_words(e),
         )
         for e in entries
     ]
@@ -306,7 +315,7 @@ def _html_row(e: Mapping[str, Any], links: Mapping[str, str]) -> str:
         f"<td>{html.escape(effects_words(e))}</td>",
         f"<td>{html.escape(interval_words(e))}</td>",
         f'<td class="verdict">{html.escape(e["verdict"])}</td>',
-        f"<td>{html.escape(e['why'])}</td>",
+        f"<td>{html.escape(why_words(e))}</td>",
     ]
     return f'<tr class="{cls}">' + "".join(cells) + "</tr>"
 
@@ -381,6 +390,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+# A Markdown table points to the claim's note instead of quoting it (notes run to a paragraph).
+KNOWN_POINTER = "the claim's note in docs/claims.md"
+
+
 def verdicts_markdown(
     by_scale: Mapping[str, Sequence[Verdict | Mapping[str, Any]]],
     runs: Mapping[str, int] | None = None,
@@ -403,7 +416,7 @@ def verdicts_markdown(
                 effects_words(e),
                 interval_words(e),
                 f"**{e['verdict']}**",
-                e["why"],
+                why_words(e, known_words=KNOWN_POINTER),
             )
             lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
         lines += ["", summary_words(entries), ""]
@@ -483,26 +496,25 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
     if needing:
         lines += ["", "## Claims the shipped presets and probes do not measure yet", ""]
         lines += [f"- `{c.id}` needs {c.needs}." for c in needing]
-    explained = [c for c in claims if c.note]
-    if explained:
-        lines += [
-            "",
-            "## What is known about verdicts other than holds",
-            "",
-            "Measured findings that explain why a claim fails or stays inconclusive in",
-            "smoothbench's setting; a failing or inconclusive verdict quotes its note in the why:",
-            "",
-        ]
-        lines += [f"- `{c.id}`: {_cell(c.note)}" for c in explained]  # type: ignore[arg-type]
-    noted = [c for c in claims if c.scale_note]
-    if noted:
-        lines += [
-            "",
-            "## Scale-dependent claims",
-            "",
-            "Claims whose verdict at the small scales (smoke, cpu) is expected to differ from",
-            "the paper scale, and why:",
-            "",
-        ]
-        lines += [f"- `{c.id}`: {_cell(c.scale_note)}" for c in noted]  # type: ignore[arg-type]
+    lines += _notes_section(
+        {c.id: c.note for c in claims if c.note},
+        "What is known about verdicts other than holds",
+        "Measured findings that explain why a claim fails or stays inconclusive in",
+        "smoothbench's setting; a failing or inconclusive verdict quotes its note in the why:",
+    )
+    lines += _notes_section(
+        {c.id: c.scale_note for c in claims if c.scale_note},
+        "Scale-dependent claims",
+        "Claims whose verdict at the small scales (smoke, cpu) is expected to differ from",
+        "the paper scale, and why:",
+    )
     return "\n".join(lines) + "\n"
+
+
+def _notes_section(notes: Mapping[str, str], title: str, *intro: str) -> list[str]:
+    """A docs section listing claim ids with their notes; none without notes."""
+    if not notes:
+        return []
+    return ["", f"## {title}", "", *intro, ""] + [
+        f"- `{cid}`: {_cell(note)}" for cid, note in notes.items()
+    ]

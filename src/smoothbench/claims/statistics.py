@@ -303,6 +303,7 @@ class Verdict:
     runs: list[str] = field(default_factory=list)
     scales: list[str] = field(default_factory=list)  # the scales of the paired runs
     scale: str | None = None  # the scale group it was evaluated on (`evaluate_by_scale`)
+    known: str | None = None  # the claim's note, quoted beside a verdict the data decided
 
     @property
     def n_seeds(self) -> int:
@@ -351,6 +352,7 @@ class Verdict:
             "scale": self.scale,
             "scale_note": claim.scale_note,
             "note": claim.note,
+            "known": self.known,
         }
 
 
@@ -643,10 +645,9 @@ def evaluate_claim(
     if len(finite) != len(effects) and failed is None:
         failed = "an effect is not finite (a statistic of 0 or NaN)"
     verdict, why = decide(claim, finite, ci, failed, min_seeds=min_seeds)
-    if claim.note and failed is None and verdict in ("fails", "inconclusive"):
-        # the runs are sound and the data speak against the claim (or not clearly for it):
-        # what is known about why; a failed run or precondition is its own explanation
-        why = f"{why}. Known: {claim.note}"
+    # the runs are sound and the data speak against the claim (or not clearly for it): quote
+    # what is known about why; a failed run or precondition is its own explanation
+    quote_note = failed is None and verdict in ("fails", "inconclusive")
     return Verdict(
         claim,
         verdict,
@@ -661,6 +662,7 @@ def evaluate_claim(
         },
         runs=sorted({r.run for r in paired}, key=str),
         scales=scales,
+        known=claim.note if quote_note else None,
     )
 
 
