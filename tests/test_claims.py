@@ -240,8 +240,9 @@ def test_a_claims_note_is_quoted_beside_a_verdict_against_the_data_only():
     fails = verdicts["fails"].to_dict()
     assert "Known" not in fails["why"] and fails["known"] == fails["note"] == note
     # the text and HTML tables quote it, the Markdown table points to the docs
-    assert f"{fails['why']}. Known: {note}" in " ".join(text_table([fails]).split())
-    assert f"{fails['why']}. Known: {note}" in to_html([fails])
+    why = f"{fails['why']}; at matched training loss: {fails['matched']['interval']}"
+    assert f"{why}. Known: {note}" in " ".join(text_table([fails]).split())
+    assert f"{why}. Known: {note}" in to_html([fails])
     assert "Known: the claim's note in docs/claims.md |" in verdicts_markdown({"cpu": [fails]})
     # a broken precondition explains itself: no note
     assert verdicts["broken"].verdict == "inconclusive" and verdicts["broken"].known is None
@@ -379,7 +380,7 @@ def test_one_seed_has_no_interval_and_says_so():
     records, _ = claim_runs(claim, holds=True, seeds=(0,))
     result = evaluate_claim(claim, run_data(records))
     assert result.verdict == "inconclusive" and result.ci is None
-    assert result.why.startswith("1 seed: no interval (needs 2)")
+    assert result.why.startswith("1 seed: no interval (needs 3)")
     assert "in the paper's direction" in result.why
     assert result.interval_words().endswith("(1 seed: no interval)")
     entry = result.to_dict()
@@ -513,9 +514,15 @@ def test_text_table_and_html_show_every_claim():
     table = text_table(verdicts)
     assert all(c.id in table for c in CLAIMS)
     assert "s0: 0.19, s1: 0.2, s2: 0.21" in " ".join(table.split())  # cells wrap at spaces
-    assert table.rstrip().endswith(f"1 holds, 0 fails, 0 inconclusive, {len(CLAIMS) - 1} not run")
+    papers = [c for c in CLAIMS if c.kind == "paper"]
+    checks = [c for c in CLAIMS if c.kind == "check"]
+    assert table.rstrip().endswith(
+        f"1 holds, 0 fails, 0 inconclusive, {len(papers) - 1} not run; "
+        f"checks: 0 of {len(checks)} pass"
+    )
     page = to_html(verdicts, figure_links={"fig1": "#fig1", "bn_lowers_beta_vgg": "f4.png"})
-    assert page.count("<tr class=") == len(CLAIMS)
+    kinds = {c.kind for c in CLAIMS} - {"paper"}  # a heading row above each other kind
+    assert page.count("<tr class=") == len(CLAIMS) + len(kinds)
     assert '<tr class="holds"><td title=' in page and '<a href="#fig1">bn_trains_faster</a>' in page
     assert '<a href="f4.png">bn_lowers_beta_vgg</a>' in page
     assert "&lt;" in page  # "batch / none &lt; 1": cells are escaped
@@ -696,8 +703,8 @@ def test_claims_json_holds_every_scale_and_the_agreement(tmp_path):
     payload = json.loads(path.read_text())
     assert [e["scale"] for e in payload["claims"]] == ["cpu"] * 5 + ["paper"] * 5
     assert payload["scales"] == {
-        "cpu": "4 holds, 1 fails, 0 inconclusive, 0 not run",
-        "paper": "2 holds, 1 fails, 1 inconclusive, 1 not run",  # fig2 not run there
+        "cpu": "4 holds, 1 fails, 0 inconclusive, 0 not run (0 robust)",
+        "paper": "2 holds, 1 fails, 1 inconclusive, 1 not run (1 robust)",  # fig2 not run there
     }
     assert payload["agreement"] == agreement_rows(by_scale)
     assert read_json(path) == payload["claims"] and read_agreement(path) == payload["agreement"]

@@ -24,8 +24,25 @@ from typing import Any
 from smoothbench.claims.registry import CLAIMS, CLAIMS_BY_ID, Claim
 from smoothbench.claims.statistics import UNKNOWN_SCALE, Verdict, scale_order
 
-COLUMNS = ("claim", "paper's direction", "effect per seed", "mean [CI]", "verdict", "why")
-WIDTHS = (30, 26, 34, 26, 12, 60)
+COLUMNS = (
+    "claim",
+    "paper's direction",
+    "effect per seed",
+    "mean [uncorrected CI]",
+    "Holm p",
+    "verdict",
+    "at 25/50/75/100 %",
+    "robust",
+    "why",
+)
+WIDTHS = (38, 24, 30, 24, 7, 12, 10, 6, 56)
+# The tables of one scale, in order: findings first; checks and sensitivities never count.
+KIND_TITLES = {
+    "paper": "paper claims (Holm-corrected across these)",
+    "sensitivity": "sensitivity (other settings of a paper claim; not counted)",
+    "check": "checks of the measurement (follow from the construction; never findings)",
+}
+BUDGET_WORDS = {"holds": "H", "fails": "F", "inconclusive": "?", "not run": "-"}
 VERDICT_CLASSES = {
     "holds": "holds",
     "fails": "fails",
@@ -64,18 +81,76 @@ def interval_words(entry: Mapping[str, Any]) -> str:
 def why_words(entry: Mapping[str, Any], known_words: str | None = None) -> str:
     """The why of an entry, with the claim's note quoted where the data decided the verdict
     (`known`); `known_words` replaces the note's text (e.g. a pointer, for a compact table)."""
+    why = entry["why"] + matched_words(entry)
     known = entry.get("known")
     if not known:
-        return entry["why"]
-    return f"{entry['why']}. Known: {known_words or known}"
+        return why
+    return f"{why}. Known: {known_words or known}"
 
 
 def summary_words(entries: Sequence[Mapping[str, Any]]) -> str:
-    """'12 holds, 3 fails, 9 inconclusive, 8 not run'."""
+    """'12 holds, 3 fails, 9 inconclusive, 8 not run (7 robust)' over the paper claims, then
+    the checks' count (an entry without a kind is a paper claim)."""
     counts = {v: 0 for v in VERDICT_CLASSES}
-    for entry in entries:
+    papers = [e for e in entries if e.get("kind", "paper") == "paper"]
+    for entry in papers:
         counts[entry["verdict"]] = counts.get(entry["verdict"], 0) + 1
-    return ", ".join(f"{n} {v}" for v, n in counts.items())
+    words = ", ".join(f"{n} {v}" for v, n in counts.items())
+    robust = sum(1 for e in papers if e.get("robust"))
+    if any(e.get("budgets") for e in papers):
+        words += f" ({robust} robust)"
+    checks = [e for e in entries if e.get("kind") == "check"]
+    if checks:
+        passed = sum(1 for e in checks if e["verdict"] == "holds")
+        words += f"; checks: {passed} of {len(checks)} pass"
+    return words
+
+
+def budget_words(entry: Mapping[str, Any]) -> str:
+    """'H H ? H': the verdict at each budget (H holds, F fails, ? inconclusive, - not run)."""
+    budgets = entry.get("budgets") or {}
+    return " ".join(BUDGET_WORDS.get(v, v) for v in budgets.values())
+
+
+def robust_word(entry: Mapping[str, Any]) -> str:
+    robust = entry.get("robust")
+    return "" if robust is None else ("yes" if robust else "no")
+
+
+def p_words(entry: Mapping[str, Any]) -> str:
+    p = entry.get("p_adjusted")
+    return "" if p is None else f"{p:.2g}"
+
+
+def matched_words(entry: Mapping[str, Any]) -> str:
+    """'; at matched training loss 0.61 [0.5, 0.74]' for landscape claims, else ''."""
+    matched = entry.get("matched")
+    if not matched or not matched.get("interval"):
+        return ""
+    return f"; at matched training loss: {matched['interval']}"
+
+
+def row_cells(entry: Mapping[str, Any], why: str | None = None) -> tuple[str, ...]:
+    """The cells of one entry in COLUMNS order (`why` replaces the why cell)."""
+    return (
+        entry["id"],
+        entry["direction"],
+        effects_words(entry),
+        interval_words(entry),
+        p_words(entry),
+        entry["verdict"],
+        budget_words(entry),
+        robust_word(entry),
+        why if why is not None else why_words(entry),
+    )
+
+
+def by_kind(entries: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Entries grouped by kind in KIND_TITLES order (paper claims first); empty kinds absent."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for entry in entries:
+        groups.setdefault(entry.get("kind") or "paper", []).append(entry)
+    return {kind: groups[kind] for kind in KIND_TITLES if kind in groups}
 
 
 def _fixed_columns(rows: Sequence[Sequence[Any]], widths: Sequence[int]) -> list[str]:
@@ -96,19 +171,11 @@ def _fixed_columns(rows: Sequence[Sequence[Any]], widths: Sequence[int]) -> list
 def text_table(verdicts: Sequence[Verdict | Mapping[str, Any]]) -> str:
     """The claims table for a terminal: fixed columns, long cells wrapped."""
     entries = verdict_dicts(verdicts)
-    rows = [COLUMNS] + [
-        (
-            e["id"],
-            e["direction"],
-            effects_words(e),
-            interval_words(e),
-            e["verdict"],
-            why_words(e),
-        )
-        for e in entries
-    ]
-    lines = _fixed_columns(rows, WIDTHS)
-    lines.append("")
+    lines: list[str] = []
+    for kind, group in by_kind(entries).items():
+        lines.append(KIND_TITLES[kind])
+        lines += _fixed_columns([COLUMNS] + [row_cells(e) for e in group], WIDTHS)
+        lines.append("")
     lines.append(summary_words(entries))
     return "\n".join(lines) + "\n"
 
@@ -291,7 +358,13 @@ def to_html(
                 f'<tr class="scale-heading"><th colspan="{len(COLUMNS)}">'
                 f"{html.escape(heading)}</th></tr>"
             )
-        out += [_html_row(e, links) for e in group]
+        for kind, rows in by_kind(group).items():
+            if kind != "paper":
+                out.append(
+                    f'<tr class="kind-heading"><th colspan="{len(COLUMNS)}">'
+                    f"{html.escape(KIND_TITLES[kind])}</th></tr>"
+                )
+            out += [_html_row(e, links) for e in rows]
     out.append("</tbody></table>")
     if len(groups) > 1:
         summary = "; ".join(f"{s}: {summary_words(g)}" for s, g in groups.items())
@@ -309,14 +382,11 @@ def _html_row(e: Mapping[str, Any], links: Mapping[str, str]) -> str:
         name = f'<a href="{html.escape(link, quote=True)}">{name}</a>'
     title = html.escape(f"{e['statement']} ({e['source']})", quote=True)
     cls = VERDICT_CLASSES.get(e["verdict"], "")
-    cells = [
-        f'<td title="{title}">{name}</td>',
-        f"<td>{html.escape(e['direction'])}</td>",
-        f"<td>{html.escape(effects_words(e))}</td>",
-        f"<td>{html.escape(interval_words(e))}</td>",
-        f'<td class="verdict">{html.escape(e["verdict"])}</td>',
-        f"<td>{html.escape(why_words(e))}</td>",
-    ]
+    values = row_cells(e)
+    cells = [f'<td title="{title}">{name}</td>']
+    for column, value in zip(COLUMNS[1:], values[1:], strict=True):
+        css = ' class="verdict"' if column == "verdict" else ""
+        cells.append(f"<td{css}>{html.escape(value)}</td>")
     return f'<tr class="{cls}">' + "".join(cells) + "</tr>"
 
 
@@ -408,18 +478,15 @@ def verdicts_markdown(
     for scale, verdicts in by_scale.items():
         entries = verdict_dicts(verdicts)
         lines += [f"**{scale_heading(scale, runs.get(scale))}**", ""]
-        lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        for e in entries:
-            cells = (
-                f"`{e['id']}`",
-                e["direction"],
-                effects_words(e),
-                interval_words(e),
-                f"**{e['verdict']}**",
-                why_words(e, known_words=KNOWN_POINTER),
-            )
-            lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
-        lines += ["", summary_words(entries), ""]
+        for kind, group in by_kind(entries).items():
+            lines += [f"*{KIND_TITLES[kind]}*", ""]
+            lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+            for e in group:
+                cells = list(row_cells(e, why=why_words(e, known_words=KNOWN_POINTER)))
+                cells[0], cells[5] = f"`{e['id']}`", f"**{e['verdict']}**"
+                lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
+            lines.append("")
+        lines += [summary_words(entries), ""]
     rows = agreement_rows(by_scale)
     columns = _agreement_columns(rows)
     lines += ["**Scale agreement** (smoke verdicts are plumbing only)", ""]
@@ -447,12 +514,48 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
         "printed tables) and claims.md (the same tables in Markdown) to `--out` (default: the",
         "first SWEEP_DIR); `analysis/report.py` opens its page with the same tables.",
         "",
-        "- **holds**: the interval lies on the paper's side of the null (or inside the band).",
-        "- **fails**: the interval lies on the other side.",
+        "- **holds**: the interval lies on the paper's side of the null (or inside the band),",
+        "  and the claim survives Holm's correction across the scale's paper claims.",
+        "- **fails**: the interval lies on the other side, and survives Holm's correction.",
         "- **inconclusive**: a precondition failed (e.g. a net never left chance, a run did not",
-        "  finish), the interval straddles the null, or there is one seed (no interval; ask",
-        "  for a point-estimate verdict with `--min-seeds 1`).",
+        "  finish), the interval straddles the null, the uncorrected interval decides but the",
+        "  Holm-adjusted p does not (the why says so), or there are fewer than 3 seeds",
+        "  (`--min-seeds`; a 95 % t interval on 2 seeds has one degree of freedom, t = 12.7).",
         "- **not run**: the preset, the compared condition or the metric is absent.",
+        "",
+        "**Three kinds of claim.** *Paper* claims are findings of a paper, decided by data;",
+        "they are the family counted in the summary and corrected for multiplicity. *Checks*",
+        "test the measurement itself (an algebraic identity of the BN backward, noise that is",
+        "injected by design): their outcome follows from the construction, so they have a table",
+        "of their own and never count as findings. *Sensitivities* re-evaluate a paper claim at",
+        "another setting of the protocol (the DLN at half and twice the mapped paper lr): they",
+        "are reported beside the primary verdict, never replacing it.",
+        "",
+        "**Multiplicity (Holm).** Each paper claim is a one-sided t-test of its per-seed",
+        "effects in the claim's direction and against it; its p-value is twice the smaller of",
+        "the two (the uncorrected interval clears the null exactly when p < 1 − confidence).",
+        "Holm's step-down procedure adjusts the p-values of every tested paper claim of a",
+        "scale; a claim is decided only when its adjusted p is below 1 − confidence. Holm",
+        "controls the family-wise error rate under any dependence between claims (many read",
+        "the same runs) and is uniformly more powerful than Bonferroni. The uncorrected",
+        "interval stays in the table; the Holm p stands beside it.",
+        "",
+        "**Budget robustness.** Every run is also cut to its first 25, 50, 75 % of steps (a",
+        "constant-lr run's prefix is a shorter run; a step-schedule run's prefix is the run",
+        "before its later lr drops) and every claim is evaluated again, Holm included. The",
+        "table shows the verdict at each budget (H holds, F fails, ? inconclusive, - not run);",
+        "a claim is **robust** when its verdict is the same at 50, 75 and 100 %.",
+        "",
+        "**Matched training loss.** For the landscape claims (loss variation, gradient change,",
+        "β-smoothness) the why also gives the effect at matched training loss: each net's",
+        "metric at the step where its smoothed running-minimum training loss reaches a level,",
+        "interpolated between probe steps, compared over 21 levels across the losses both nets",
+        "pass through after warm-up (median log ratio). A net that trains faster is then not",
+        "compared with one still in its slow start.",
+        "",
+        "**The protocol.** Each scale's steps, lrs and seeds are fixed in docs/protocol.md,",
+        "with the date they were fixed; claims.json records the protocol version the verdicts",
+        "were computed under.",
         "",
         "Verdicts are computed per scale; smoke verdicts are plumbing only; cpu verdicts are",
         "meant to match paper verdicts, and a claim known not to is marked with its scale note.",
@@ -469,8 +572,9 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
         "diverged run counts only where a claim says so, at chance accuracy). A statistic needs",
         "its minimum number of points, or the claim is inconclusive.",
         "",
-        "| id | figure | statement | source | presets | statistic | comparison | preconditions |",
-        "|---|---|---|---|---|---|---|---|",
+        "| id | kind | figure | statement | source | presets | statistic | comparison "
+        "| preconditions |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in claims:
         where = f" ({c.where_words()})" if c.where else ""
@@ -481,6 +585,7 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
                 _cell(x)
                 for x in (
                     f"`{c.id}`",
+                    c.kind,
                     c.figure,
                     c.statement,
                     c.source,

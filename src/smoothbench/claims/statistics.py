@@ -42,7 +42,8 @@ from smoothbench.claims.registry import (
 
 VERDICTS = ("holds", "fails", "inconclusive", "not run")
 DEFAULT_CONFIDENCE = 0.95
-DEFAULT_MIN_SEEDS = 2
+# A 95 % t interval on 2 seeds has one degree of freedom (t = 12.7): too few to decide anything.
+DEFAULT_MIN_SEEDS = 3
 # Cells of a comparison agree on these (all but the compared key); seed is always one of them.
 CELL_KEYS = (
     "experiment",
@@ -304,6 +305,24 @@ class Verdict:
     scales: list[str] = field(default_factory=list)  # the scales of the paired runs
     scale: str | None = None  # the scale group it was evaluated on (`evaluate_by_scale`)
     known: str | None = None  # the claim's note, quoted beside a verdict the data decided
+    # the test behind an interval verdict: one-sided t-test p-values for the claim's direction
+    # (p_holds) and against it (p_fails); p_value = 2 min of them (the uncorrected interval
+    # clears the null iff p_value < 1 - confidence); Holm's adjusted p over the scale's family
+    p_holds: float | None = None
+    p_fails: float | None = None
+    p_adjusted: float | None = None
+    family_size: int | None = None
+    raw_verdict: str | None = None  # the verdict of the uncorrected interval
+    budgets: dict[str, str] = field(default_factory=dict)  # "25%" -> verdict on that prefix
+    robust: bool | None = None  # the same verdict at 50, 75 and 100 % of the budget
+    matched: dict[str, Any] | None = None  # the effect at matched training loss (landscape)
+    beside: dict[str, float] = field(default_factory=dict)  # the claim's `beside` statistics
+
+    @property
+    def p_value(self) -> float | None:
+        if self.p_holds is None or self.p_fails is None:
+            return None
+        return min(1.0, 2.0 * min(self.p_holds, self.p_fails))
 
     @property
     def n_seeds(self) -> int:
@@ -353,7 +372,31 @@ class Verdict:
             "scale_note": claim.scale_note,
             "note": claim.note,
             "known": self.known,
+            "kind": claim.kind,
+            "of": claim.of,
+            "raw_verdict": self.raw_verdict,
+            "p_value": _clean(self.p_value),
+            "p_adjusted": _clean(self.p_adjusted),
+            "family_size": self.family_size,
+            "budgets": dict(self.budgets),
+            "robust": self.robust,
+            "matched": _clean_matched(self.matched),
+            "beside": {k: _clean(v) for k, v in self.beside.items()},
         }
+
+
+def _clean_matched(matched: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if matched is None:
+        return None
+    return {
+        "effects": [
+            {"seed": _jsonable(s), "effect": _clean(e)} for s, e in matched["effects"].items()
+        ],
+        "mean": _clean(matched.get("mean")),
+        "ci": [_clean(v) for v in matched["ci"]] if matched.get("ci") else None,
+        "interval": matched.get("interval", ""),
+        "side": matched.get("side"),
+    }
 
 
 def _clean(value: Any) -> Any:
@@ -517,6 +560,8 @@ def decide(
         # min_seeds=1 asked for a verdict from the point estimate alone
         verdict = {"holds": "holds", "fails": "fails"}.get(side, "inconclusive")
         return verdict, f"{seeds}; the single effect {_num(mean)} is {where}"
+    if len(values) < min_seeds:
+        return "inconclusive", f"{len(values)} seeds (needs {min_seeds}); effect {_num(mean)}"
     side = _side(claim, ci[0], ci[1])
     if side == "holds":
         return "holds", f"{len(values)} seeds; interval clears {_null_words(claim)}"
@@ -645,6 +690,22 @@ def evaluate_claim(
     if len(finite) != len(effects) and failed is None:
         failed = "an effect is not finite (a statistic of 0 or NaN)"
     verdict, why = decide(claim, finite, ci, failed, min_seeds=min_seeds)
+    tested = failed is None and not claim.every_run and ci is not None
+    p_holds, p_fails = (
+        direction_p_values(claim, list(finite.values()))
+        if tested and len(finite) >= min_seeds
+        else (None, None)
+    )
+    treated = [r for r in paired if _arm_of(claim, r) == "treatment"]
+    beside = {
+        extra.metric: _seed_mean(claim, {r.seed: run_statistic(extra, r)[0] for r in treated})
+        for extra in claim.beside
+    }
+    if beside:
+        why += "; beside it: " + ", ".join(f"{k} {_num(v)}" for k, v in beside.items())
+    matched = None
+    if claim.comparison == "ratio" and claim.statistic.metric.startswith("landscape/"):
+        matched = _matched_effect(claim, cells, confidence)
     # the runs are sound and the data speak against the claim (or not clearly for it): quote
     # what is known about why; a failed run or precondition is its own explanation
     quote_note = failed is None and verdict in ("fails", "inconclusive")
@@ -663,7 +724,88 @@ def evaluate_claim(
         runs=sorted({r.run for r in paired}, key=str),
         scales=scales,
         known=claim.note if quote_note else None,
+        p_holds=p_holds,
+        p_fails=p_fails,
+        raw_verdict=verdict,
+        matched=matched,
+        beside=beside,
     )
+
+
+def _seed_mean(claim: Claim, values: Mapping[Any, float]) -> float:
+    """The mean over seeds of a reported statistic (NaN when none is finite)."""
+    finite = [v for v in values.values() if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _one_sided(data: np.ndarray, null: float) -> tuple[float, float]:
+    """(p for mean > null, p for mean < null): one-sample t-tests, one-sided."""
+    from scipy import stats
+
+    n = len(data)
+    mean, sd = float(data.mean()), float(data.std(ddof=1))
+    if not sd > 0:  # every seed the same: the sign of mean - null decides outright
+        if mean > null:
+            return 0.0, 1.0
+        if mean < null:
+            return 1.0, 0.0
+        return 1.0, 1.0
+    t = (mean - null) / (sd / math.sqrt(n))
+    return float(stats.t.sf(t, n - 1)), float(stats.t.cdf(t, n - 1))
+
+
+def direction_p_values(claim: Claim, effects: Sequence[float]) -> tuple[float, float]:
+    """(p_holds, p_fails): one-sided t-test p-values of the per-seed effects for the claim's
+    direction and against it (ratios on the log scale).
+
+    The uncorrected interval at level c clears the null in the claim's direction iff
+    p_holds < (1 - c)/2, and lies on the wrong side iff p_fails < (1 - c)/2: the same
+    decision as the interval, as a number Holm's correction can rank. For a band ("within"):
+    p_holds is the larger of the two one-sided p-values of being inside (TOST), p_fails the
+    smaller of those of being outside either edge.
+    """
+    data = np.asarray(effects, dtype=float)
+    scale = np.log if claim.comparison == "ratio" else (lambda x: x)
+    data = scale(data)
+    if claim.direction == "within":
+        low, high = (float(scale(b)) for b in claim.band)  # type: ignore[union-attr]
+        above_low, below_low = _one_sided(data, low)
+        above_high, below_high = _one_sided(data, high)
+        return max(above_low, below_high), min(below_low, above_high)
+    greater, less = _one_sided(data, float(scale(claim.null_value)))
+    return (greater, less) if claim.direction == ">" else (less, greater)
+
+
+def _matched_effect(
+    claim: Claim, cells: Mapping[tuple, Mapping[str, Mapping[Any, list[RunData]]]], confidence
+) -> dict[str, Any] | None:
+    """The treatment / control effect at matched training loss, per seed (see `matched`)."""
+    from smoothbench.claims.matched import matched_ratio
+
+    per_seed: dict[Any, list[float]] = {}
+    for cell in cells.values():
+        if "control" not in cell:
+            continue
+        for seed in set(cell.get("treatment", {})) & set(cell["control"]):
+            for treated in cell["treatment"][seed]:
+                for control in cell["control"][seed]:
+                    ratio = matched_ratio(treated, control, claim.statistic)
+                    per_seed.setdefault(seed, []).append(ratio)
+    if not per_seed:
+        return None
+    effects = {
+        seed: _seed_effect(claim, values)
+        for seed, values in sorted(per_seed.items(), key=_seed_order)
+    }
+    finite = [e for e in effects.values() if math.isfinite(e) and e > 0]
+    mean = float(np.exp(np.mean(np.log(finite)))) if finite else None
+    ci = None
+    if len(finite) == len(effects) and len(finite) >= 2:
+        low, high = t_interval(np.log(finite), confidence)  # type: ignore[misc]
+        ci = (math.exp(low), math.exp(high))
+    side = _side(claim, *ci) if ci else None
+    interval = f"{_num(mean)} [{_num(ci[0])}, {_num(ci[1])}]" if ci else _num(mean)
+    return {"effects": effects, "mean": mean, "ci": ci, "interval": interval, "side": side}
 
 
 def _seed_order(item: tuple[Any, Any]) -> tuple:
@@ -698,9 +840,34 @@ def evaluate(
     min_seeds: int = DEFAULT_MIN_SEEDS,
 ) -> list[Verdict]:
     """The verdict of every claim (registry order) on the loaded runs (of one scale: see
-    `evaluate_by_scale`)."""
+    `evaluate_by_scale`), Holm-corrected across the paper claims (`family.apply_holm`)."""
+    from smoothbench.claims.family import apply_holm
+
     _check_options(confidence, min_seeds)
-    return [evaluate_claim(c, runs, confidence, min_seeds) for c in claims]
+    verdicts = [evaluate_claim(c, runs, confidence, min_seeds) for c in claims]
+    apply_holm(verdicts, confidence)
+    return verdicts
+
+
+def evaluate_budgets(
+    runs: Sequence[RunData],
+    claims: Sequence[Claim] = CLAIMS,
+    confidence: float = DEFAULT_CONFIDENCE,
+    min_seeds: int = DEFAULT_MIN_SEEDS,
+) -> list[Verdict]:
+    """`evaluate` on the full runs, each verdict with its verdicts on the runs' prefixes
+    (25, 50, 75, 100 % of steps) and its robust mark (`family.attach_budgets`)."""
+    from smoothbench.claims.family import BUDGETS, attach_budgets, prefix
+
+    full = evaluate(runs, claims, confidence, min_seeds)
+    by_budget = {
+        share: full
+        if share >= 1.0
+        else evaluate([prefix(r, share) for r in runs], claims, confidence, min_seeds)
+        for share in BUDGETS
+    }
+    attach_budgets(full, by_budget)
+    return full
 
 
 def _check_options(confidence: float, min_seeds: int) -> None:
@@ -736,16 +903,19 @@ def evaluate_by_scale(
     claims: Sequence[Claim] = CLAIMS,
     confidence: float = DEFAULT_CONFIDENCE,
     min_seeds: int = DEFAULT_MIN_SEEDS,
+    budgets: bool = True,
 ) -> dict[str, list[Verdict]]:
-    """{scale: the verdict of every claim on that scale's runs alone}, smoke, cpu, paper first.
+    """{scale: the verdict of every claim on that scale's runs alone}, smoke, cpu, paper first,
+    Holm-corrected per scale, with the verdicts per budget unless `budgets` is False.
 
     A scale without runs has no entry: its verdicts are "not run" by absence, which the
     agreement table (`render.agreement_rows`) says in words.
     """
     _check_options(confidence, min_seeds)  # also when there are no runs at all
+    judge = evaluate_budgets if budgets else evaluate
     out = {}
     for scale, group in runs_by_scale(runs).items():
-        verdicts = evaluate(group, claims, confidence, min_seeds)
+        verdicts = judge(group, claims, confidence, min_seeds)
         for verdict in verdicts:
             verdict.scale = scale
         out[scale] = verdicts
