@@ -14,7 +14,9 @@
 # page to .../report/report.html, wall times to .../timings.tsv. After each sweep, and at the
 # end, a summary lists every job's status and run dir and the commands that come next.
 # Re-running the script resumes: finished runs are kept, interrupted ones continue from their
-# checkpoints. Choose presets with PRESETS="fig1 fig4" scripts/reproduce.sh cpu; which figure
+# checkpoints. With `local`, JOBS=N runs N jobs of a sweep at once (each run uses `threads`
+# torch threads, default 1: on a 2-core machine JOBS=2 scripts/reproduce.sh cpu local).
+# Choose presets with PRESETS="fig1 fig4" scripts/reproduce.sh cpu; which figure
 # is drawn from which preset is the table in analysis/figures.py.
 set -euo pipefail
 
@@ -51,7 +53,8 @@ timed() {  # timed NAME CMD...: run CMD, append its wall time to the timings tab
 
 train() {  # train PRESET: the preset's sweep at SCALE with the chosen launcher
   timed "train:$1" smoothbench-train -m "experiment=$1" "scale=$SCALE" \
-    ${LAUNCHER:+"launcher=$LAUNCHER"} progress=false "hydra.sweep.dir=$OUT/$1"
+    ${LAUNCHER:+"launcher=$LAUNCHER"} ${JOBS:+"hydra.sweeper.max_batch_size=$JOBS"} \
+    progress=false "hydra.sweep.dir=$OUT/$1"
 }
 
 sweep_dirs() {  # the sweep dirs of the chosen presets that exist

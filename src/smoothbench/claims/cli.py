@@ -55,8 +55,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--min-seeds",
         type=int,
-        default=2,
-        help="seeds a verdict needs (2; 1 gives point-estimate verdicts for single seeds)",
+        default=3,
+        help="seeds a verdict needs (3: a 95 %% t interval on 2 seeds has t = 12.7)",
     )
     parser.add_argument("--claims", nargs="+", metavar="ID", help="only these claims")
     parser.add_argument(
@@ -120,6 +120,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from smoothbench.claims.render import json_payload, verdicts_markdown, write_json
+    from smoothbench.protocol import protocol_record
 
     claims = [CLAIMS_BY_ID[c] for c in args.claims] if args.claims else list(CLAIMS)
     by_scale = evaluate_by_scale(runs, claims, confidence=args.confidence, min_seeds=args.min_seeds)
@@ -133,13 +134,20 @@ def run(argv: Sequence[str] | None = None) -> int:
         "runs_by_scale": counts,
         "confidence": args.confidence,
         "min_seeds": args.min_seeds,
+        "correction": "holm",
+        "protocol": protocol_record(),
     }
     verdicts = [v for scale_verdicts in by_scale.values() for v in scale_verdicts]
     write_json(verdicts, out / "claims.json", **extra)
     (out / "claims.txt").write_text(text)
     (out / "claims.md").write_text(verdicts_markdown(by_scale, counts))
+    protocol = extra["protocol"]
     print(
-        f"claims on {len(runs)} runs of {source} (interval: {args.confidence:.0%} t across seeds)"
+        f"claims on {len(runs)} runs of {source} (interval: {args.confidence:.0%} t across seeds; "
+        f"Holm across each scale's paper claims; protocol v{protocol['version']} of "
+        f"{protocol['fixed']}"
+        + ("" if protocol["matches_version"] else ", but the presets have changed since")
+        + ")"
     )
     print(text, end="")
     print(f"wrote {out / 'claims.json'}, claims.txt and claims.md")
