@@ -179,11 +179,9 @@ def probe_costs(plain: PlainLoop, t_step: float, repeats: int) -> tuple[list, di
     model, loss_fn, device, cfg = plain.model, plain.loss_fn, plain.device, plain.cfg
     batch = plain.data.batch(plain.step_index, plain.batch_size, cfg.seed)
     refs = numbered_layers(model)
-    act_layers = {r.name: r.norm for r in refs}
-    act_units = {
-        r.name: choose_units(model.get_submodule(r.transform_name).weight.shape[0], 64, r.index)
-        for r in refs
-    }
+    # what the probe measures: the next layer's input, 64 (channel, h, w) positions per layer
+    act_layers = {r.name: r.output for r in refs}
+    act_units = {r.name: lambda count, index=r.index: choose_units(count, 64, index) for r in refs}
     ics_layers = {r.name: f"{r.transform_name}.weight" for r in refs[:2]}
     before = parameters_dict(model)
     after = {k: v - 1e-3 * torch.randn_like(v) for k, v in before.items()}

@@ -149,7 +149,7 @@ FIGURES: dict[str, FigureSpec] = {
     "fig10": FigureSpec(
         "smoothbench fig10: deep linear network landscape with/without BN",
         "fig10",
-        (NORM,),
+        (NORM, LR),  # the mapped paper lr and its 0.5x, 2x sensitivity
         (landscape(log_y=True, fig="Fig. 10"),),
     ),
     "lp": FigureSpec(

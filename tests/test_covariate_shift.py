@@ -1,6 +1,7 @@
 """covariate_shift against G and G' computed by hand from a mixed parameter set."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -123,3 +124,38 @@ def test_rejects_unknown_layers_and_incomplete_snapshots():
     del before["1.bias"]
     with pytest.raises(ValueError, match="1.bias"):
         covariate_shift(model, F.cross_entropy, batch, before, after)
+
+
+def test_relative_l2_is_the_distance_over_the_gradients_norm():
+    torch.manual_seed(2)
+    model = mlp_with_bn()
+    batch = make_batch(seed=3)
+    before, after = real_step(model, batch)
+    out = covariate_shift(model, F.cross_entropy, batch, before, after)
+    earlier = {"0.weight", "0.bias", "1.weight", "1.bias"}
+    mixed = {n: (after[n] if n in earlier else before[n]) for n in before}
+    g = hand_gradient(model, batch, before, "3.weight")
+    g_shifted = hand_gradient(model, batch, mixed, "3.weight")
+    expected = torch.linalg.vector_norm(g - g_shifted) / torch.linalg.vector_norm(g)
+    assert expected > 1e-3
+    assert out["3.weight"]["l2_rel"] == pytest.approx(expected.item(), rel=1e-6)
+    assert out["3.weight"]["l2_rel"] == pytest.approx(
+        out["3.weight"]["l2"] / g.norm().item(), rel=1e-9
+    )
+    assert out["0.weight"]["l2_rel"] == pytest.approx(0.0, abs=1e-12)  # G' = G
+
+
+def test_relative_l2_is_nan_when_the_gradient_is_zero():
+    """Before the step every ReLU is dead, so G of the last layer is 0 while G' is not."""
+    model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    batch = make_batch()
+    before = parameters_dict(model)
+    before["0.weight"] = torch.zeros_like(before["0.weight"])
+    before["0.bias"] = torch.full_like(before["0.bias"], -1.0)
+    after = parameters_dict(model)
+    after["0.bias"] = torch.ones_like(after["0.bias"])
+    with torch.no_grad():
+        model[0].bias.copy_(after["0.bias"])
+    out = covariate_shift(model, F.cross_entropy, batch, before, after, layers={"fc": "2.weight"})
+    assert out["fc"]["l2"] > 1e-3
+    assert math.isnan(out["fc"]["l2_rel"]) and math.isnan(out["fc"]["cosine"])

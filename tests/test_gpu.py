@@ -91,7 +91,7 @@ def probe_values(device: str) -> dict[str, np.ndarray]:
     batch = (x.double().to(device), y.to(device))
     out: dict[str, np.ndarray] = {}
     refs = numbered_layers(model)
-    stats, _ = activation_stats(model, batch, {r.name: r.norm for r in refs},
+    stats, _ = activation_stats(model, batch, {r.name: r.output for r in refs},
                                 {r.name: torch.tensor([0, 1, 2]) for r in refs})  # fmt: skip
     for layer, values in stats.items():
         for key, value in values.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -52,11 +53,13 @@ def _model_params(cfg):
 
 
 def test_same_seed_gives_bitwise_identical_metrics(smoke, tmp_path):
-    cfg = smoke("norm=noisy_batch", "data.augment=true")
+    cfg = smoke("norm=noisy_batch", "data.augment=true", "threads=1")  # bitwise: fixed threads
     train(cfg, tmp_path / "a")
     train(cfg, tmp_path / "b")
     a = (tmp_path / "a" / "metrics.jsonl").read_bytes()
     assert a == (tmp_path / "b" / "metrics.jsonl").read_bytes()
+    for run in ("a", "b"):
+        assert json.loads((tmp_path / run / "provenance.json").read_text())["threads"] == 1
     other = smoke("norm=noisy_batch", "data.augment=true", "seed=1")
     train(other, tmp_path / "c")
     assert a != (tmp_path / "c" / "metrics.jsonl").read_bytes()

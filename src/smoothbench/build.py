@@ -32,6 +32,8 @@ def build_model_from_config(cfg: DictConfig, num_classes: int | None = None) -> 
         width=m.width,
         init=m.init,
         shortcut=m.shortcut,
+        # a run's config from before the option lacks it (smoothbench-surface rebuilds old runs)
+        zero_init_residual=m.get("zero_init_residual", False),
         depth=m.depth,
         dim=m.dim,
         eps=n.eps,

@@ -23,6 +23,9 @@ class ModelConfig:
     width: float = 1.0  # multiplies every channel count (VGG-16 at 1.0 is the paper's net)
     init: str = "xavier"  # xavier (Glorot, the paper's) | kaiming | torch
     shortcut: bool = True  # ResNets only: false gives Li et al.'s "noshort" nets
+    # ResNets only: zero the last layer of every residual branch that has a shortcut (norm2's γ,
+    # else conv2), so each such block starts as the identity; nets without shortcuts unchanged
+    zero_init_residual: bool = False
     depth: int = 25  # DLN only: number of square linear layers
     dim: int = 10  # DLN only: width of every layer
 
@@ -123,6 +126,11 @@ class _TrainFields:
     channels_last: bool = False  # CUDA: memory format of the training step
     autocast: bool = False  # CUDA: bf16 autocast in the training step (probes stay fp32)
     deterministic: bool = True  # torch deterministic algorithms (bitwise CPU reruns)
+    # torch's CPU threads (torch.set_num_threads, at the start of the run; 1..1024). A CPU run is
+    # bitwise only for a fixed count (the order of float reductions follows it): every preset
+    # keeps this default, 1. More is faster on many cores, and bitwise only against runs with the
+    # same count; provenance.json records the count in force
+    threads: int = 1
     progress: bool = True  # progress bar
     scale: str = "cpu"  # name of the budget (set by scale=): smoke | cpu | paper
     experiment: str | None = None  # name of the preset (set by experiment=)
@@ -176,7 +184,9 @@ def register_configs(help_only: bool = False) -> None:
 
 
 # Keys that never change a run's trajectory: a resumed run may differ from its checkpoint in these.
-# Probes are side-effect free (tested), so changing them on resume is allowed too.
+# Probes are side-effect free (tested), so changing them on resume is allowed too. `device` and
+# `threads` change only the last bits of the floats: a resume may change them (the run's
+# provenance.json keeps the first process's, and the resume's log names what changed).
 NON_TRAJECTORY_KEYS = (
     "steps",
     "eval_every",
@@ -189,13 +199,22 @@ NON_TRAJECTORY_KEYS = (
     "probes",
     "logger",
     "device",
+    "threads",
     "resume",
 )
+
+
+# Trajectory keys added after runs were made, with the value every run before them had: the
+# checkpoint of such a run lacks the key and still resumes when the new value is that one.
+ADDED_TRAJECTORY_KEYS = {("model", "zero_init_residual"): False}
 
 
 def trajectory_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that determines the training trajectory."""
     out = {k: v for k, v in cfg.items() if k not in NON_TRAJECTORY_KEYS}
+    for (section, key), before in ADDED_TRAJECTORY_KEYS.items():
+        if isinstance(out.get(section), dict) and key not in out[section]:
+            out[section] = {**out[section], key: before}
     # the lr schedule depends on the budget unless it is constant
     if cfg.get("optim", {}).get("schedule", "constant") != "constant":
         out["steps"] = cfg.get("steps")
@@ -220,6 +239,7 @@ class ConfigError(ValueError):
 
 
 BATCH_STATISTIC_NORMS = ("batch", "noisy_batch", "l1", "l2", "linf")
+MAX_THREADS = 1024
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -291,6 +311,7 @@ def validate(cfg: Any) -> None:
     _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
     _choice("probes.grad_norms", cfg.probes.grad_norms, ("per_layer", "total"))
     _at_least("seed", cfg.seed, 0)
+    _between("threads", cfg.threads, 1, MAX_THREADS)
     _positive("optim.lr", cfg.optim.lr)
     _positive("model.width", cfg.model.width)
     _at_least("model.depth", cfg.model.depth, 1)

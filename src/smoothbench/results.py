@@ -1,9 +1,9 @@
 """Load finished (and unfinished) runs into tidy pandas frames.
 
 A run is a directory written by `smoothbench-train` (see docs/architecture.md, "The run directory"):
-`.hydra/config.yaml`, `metrics.jsonl`, `status.json`, optionally `surfaces/*.npz`. A sweep is a
-directory holding numbered run directories. The same frames can be built from a W&B project,
-whose runs mirror the scalar metrics.
+`.hydra/config.yaml`, `metrics.jsonl`, `status.json`, `provenance.json` (`RunRecord.provenance`),
+optionally `surfaces/*.npz`. A sweep is a directory holding numbered run directories. The same
+frames can be built from a W&B project, whose runs mirror the scalar metrics.
 
 The tidy frame (`load_runs`) has one row per (run, step, metric):
 
@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from smoothbench.provenance import read_provenance
 
 STATES = ("running", "finished", "diverged", "failed", "unknown")
 # Config columns every frame carries, varying or not: the axes of every figure.
@@ -77,6 +79,8 @@ class RunRecord:
     records: list[dict[str, Any]] = field(default_factory=list)
     overrides: list[str] | None = None
     hydra: dict[str, Any] | None = None
+    # provenance.json: threads, device, git commit and package versions of the run's start
+    provenance: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +230,7 @@ def read_run(run_dir: str | os.PathLike, run_id: str | None = None) -> RunRecord
         records=read_metrics(run_dir / "metrics.jsonl"),
         overrides=[str(o) for o in overrides] if isinstance(overrides, list) else None,
         hydra=(hydra or {}).get("hydra") if isinstance(hydra, dict) else None,
+        provenance=read_provenance(run_dir),
     )
 
 

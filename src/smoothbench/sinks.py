@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from smoothbench.provenance import code_provenance
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
@@ -133,28 +135,9 @@ def run_group(config: dict[str, Any]) -> str | None:
 
 
 def provenance() -> dict[str, Any]:
-    """The git commit of the code and the versions of the packages a result depends on."""
-    import platform
-    import subprocess
-    from importlib import metadata
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    versions = {"python": platform.python_version()}
-    for package in ("smoothbench", "torch", "torchvision", "numpy", "hydra-core", "wandb"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {"git_commit": commit or None, "versions": versions}
+    """The git commit of the code (and whether it was dirty) and the versions of the packages a
+    result depends on: `smoothbench.provenance.code_provenance`, also in every provenance.json."""
+    return code_provenance()
 
 
 def announce(line: str) -> None:

@@ -341,9 +341,30 @@ def train(
     check_writable(run_dir)
     lock = RunLock(run_dir).acquire()
     try:
-        return _train_locked(cfg, run_dir, on_accepted)
+        with _torch_threads(cfg.threads):
+            return _train_locked(cfg, run_dir, on_accepted)
     finally:
         lock.release()
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """torch's CPU threads set to `threads` for the run (a CPU run is bitwise only for a fixed
+    count), the caller's count restored after it. The inter-op pool (no effect on the numbers)
+    can only be sized before any parallel work: where that is too late it is left as it is."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    if torch.get_num_interop_threads() != threads:
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:  # parallel work already started in this process (an earlier run)
+            pass
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _train_locked(
@@ -409,9 +430,10 @@ def _train_locked(
         on_accepted()
     for path in remove_temp_files(run_dir):
         log.info("removed %s, left by a process killed while writing", path)
+    _record_provenance(run_dir, device, start)
     log.info(
         "%s: model %s (width %g), norm %s, data %s, optim %s lr %g, batch %s, steps %d, seed %d, "
-        "device %s",
+        "device %s, threads %d",
         run_dir,
         cfg.model.name,
         cfg.model.width,
@@ -423,6 +445,7 @@ def _train_locked(
         cfg.steps,
         cfg.seed,
         device,
+        torch.get_num_threads(),
     )
     if resume_note:
         log.info(resume_note)
@@ -627,6 +650,22 @@ def _record_failure(run_dir: Path, step: int, reason: str) -> None:
         write_status(run_dir, "failed", step, reason)
     except OSError:
         log.warning("could not write status.json either")
+
+
+def _record_provenance(run_dir: Path, device, start: int) -> None:
+    """provenance.json: threads, device, commit and versions of the process that starts the run
+    (at step 0; a resume keeps the first record and logs what differs from it now)."""
+    from smoothbench.provenance import provenance_differences, record_provenance, run_provenance
+
+    now = run_provenance(device, step=start)
+    kept = record_provenance(run_dir, now, fresh=start == 0)
+    diffs = provenance_differences(kept, now) if kept is not now else []
+    if diffs:
+        log.warning(
+            "this resume runs with other settings than the run's start (provenance.json keeps "
+            "the start's): %s",
+            "; ".join(diffs),
+        )
 
 
 def summary_line(result: dict[str, Any], seconds: float) -> str:

@@ -3,6 +3,7 @@
 model = build_model("vgg16", norm="batch", width=0.5)
 for ref in numbered_layers(model):   # layer #1, #2, ... from the input
     ref.norm.register_forward_hook(...)   # pre-ReLU activations after norm and noise
+    ref.output.register_forward_hook(...)   # the next layer's input (after the ReLU)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import partial
 
 from torch import nn
 
-from smoothbench.models.init import INIT_NAMES, initialize
+from smoothbench.models.init import INIT_NAMES, initialize, zero_residual_branches
 from smoothbench.models.linear import DeepLinearNetwork
 from smoothbench.models.norms import (
     NOISE_DEFAULTS,
@@ -71,6 +72,7 @@ def build_model(
     *,
     init: str = "xavier",
     shortcut: bool = True,
+    zero_init_residual: bool = False,
     depth: int = 25,
     dim: int = 10,
     eps: float = 1e-5,
@@ -83,8 +85,10 @@ def build_model(
 
     Image models take (N, 3, 32, 32) and return (N, num_classes) logits; `width` multiplies every
     channel count. The DLN ("dln": `depth` Linear(dim -> dim) layers) maps (N, dim) -> (N, dim)
-    and ignores num_classes and width. `shortcut` applies to ResNets only. eps and momentum go to
-    every batch-statistics norm (momentum: r <- (1 - momentum) r + momentum * stat), `groups` caps
+    and ignores num_classes and width. `shortcut` applies to ResNets only, and so does
+    `zero_init_residual` (every residual block with a shortcut starts as the identity: see
+    `zero_residual_branches`). eps and momentum go to every batch-statistics norm
+    (momentum: r <- (1 - momentum) r + momentum * stat), `groups` caps
     the GroupNorm group count, `noise` overrides Algorithm 1's settings (NOISE_DEFAULTS) and
     `noise_seed` fixes its draws (see NoisyBatchNorm). `init`: xavier (the paper's), kaiming,
     or torch (its defaults). Initialization draws from the global torch RNG.
@@ -102,6 +106,8 @@ def build_model(
         raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups!r}")
+    if not isinstance(zero_init_residual, bool):
+        raise ValueError(f"zero_init_residual must be true or false, got {zero_init_residual!r}")
     norm_options = {
         "eps": eps,
         "momentum": momentum,
@@ -134,6 +140,8 @@ def build_model(
                 shortcut=shortcut,
             )
     initialize(model, init)
+    if zero_init_residual:
+        zero_residual_branches(model)
     assign_noise_ids(model, noise_seed)
     return model
 
@@ -143,8 +151,11 @@ class LayerRef:
     """Layer #index of a model (docs/science.md §2: counted from 1 at the input).
 
     `transform_name` is the conv/linear module (its weight: f"{transform_name}.weight");
-    `norm_name`/`norm` the norm module after it, whose output (after norm and noise, before the
-    ReLU) is the layer's activation. An nn.Identity where there is no norm.
+    `norm_name`/`norm` the norm module after it (its output: after norm and noise, before the
+    ReLU); an nn.Identity where there is no norm. `output_name`/`output` is the module whose
+    output is what the next layer consumes (after norm, noise and the ReLU; in a ResNet block's
+    second layer, after the shortcut sum too; in the DLN, the norm itself); each is called once
+    per forward pass.
     """
 
     index: int
@@ -152,17 +163,21 @@ class LayerRef:
     transform_name: str
     norm_name: str
     norm: nn.Module = field(repr=False, compare=False)
+    output_name: str
+    output: nn.Module = field(repr=False, compare=False)
 
 
 def numbered_layers(model: nn.Module) -> list[LayerRef]:
     """The numbered layers of a model from `build_model`, from the input on."""
     layer_pairs = getattr(model, "layer_pairs", None)
-    if layer_pairs is None:
+    layer_outputs = getattr(model, "layer_outputs", None)
+    if layer_pairs is None or layer_outputs is None:
         raise TypeError(
             f"{type(model).__name__} does not number its layers; build it with build_model"
         )
     refs = []
-    for index, (transform_name, norm_name) in enumerate(layer_pairs(), start=1):
+    layers = zip(layer_pairs(), layer_outputs(), strict=True)
+    for index, ((transform_name, norm_name), output_name) in enumerate(layers, start=1):
         model.get_submodule(transform_name)  # fails loudly if the structure and names disagree
         refs.append(
             LayerRef(
@@ -171,6 +186,8 @@ def numbered_layers(model: nn.Module) -> list[LayerRef]:
                 transform_name=transform_name,
                 norm_name=norm_name,
                 norm=model.get_submodule(norm_name),
+                output_name=output_name,
+                output=model.get_submodule(output_name),
             )
         )
     return refs

@@ -29,6 +29,11 @@ class DeepLinearNetwork(nn.Module):
         """(linear, norm) names from the input on."""
         return [(f"linears.{k}", f"norms.{k}") for k in range(len(self.linears))]
 
+    def layer_outputs(self) -> list[str]:
+        """Per layer, the module whose output the next layer consumes: its norm (no
+        nonlinearity; the last layer's is the Identity, whose output is the prediction)."""
+        return [f"norms.{k}" for k in range(len(self.linears))]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for linear, norm in zip(self.linears, self.norms, strict=True):
             x = norm(linear(x))

@@ -28,7 +28,7 @@ def conv3x3(in_channels: int, out_channels: int, stride: int, bias: bool) -> nn.
 
 
 class BasicBlock(nn.Module):
-    """conv3x3 -> norm -> ReLU -> conv3x3 -> norm, (+ shortcut), ReLU."""
+    """conv3x3 -> norm -> ReLU (act1) -> conv3x3 -> norm, (+ shortcut), ReLU (act2)."""
 
     def __init__(
         self,
@@ -44,8 +44,10 @@ class BasicBlock(nn.Module):
         self.norm1 = norm_layer(out_channels)
         self.conv2 = conv3x3(out_channels, out_channels, 1, conv_bias)
         self.norm2 = norm_layer(out_channels)
-        # Not in place: hooks on norm outputs must keep seeing the pre-ReLU values.
-        self.act = nn.ReLU()
+        # Not in place: hooks on norm outputs must keep seeing the pre-ReLU values. One ReLU per
+        # use (they hold no parameters) so a forward hook on each sees exactly one call.
+        self.act1 = nn.ReLU()  # after norm1: the input of conv2
+        self.act2 = nn.ReLU()  # after norm2 and the shortcut sum: the block's output
         self.shortcut: nn.Module | None = None
         if shortcut and (stride != 1 or in_channels != out_channels):
             self.shortcut = nn.Sequential(
@@ -56,11 +58,11 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(self.norm1(self.conv1(x)))
+        out = self.act1(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         if self.shortcut is not None:
             out = out + self.shortcut(x)  # not `+=`: that would alter the hooked norm2 output
-        return self.act(out)
+        return self.act2(out)
 
 
 class ResNet(nn.Module):
@@ -83,8 +85,9 @@ class ResNet(nn.Module):
         super().__init__()
         self.conv1 = conv3x3(3, stem_channels, 1, conv_bias)
         self.norm1 = norm_layer(stem_channels)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU()  # the stem's only
         self._pairs = [("conv1", "norm1")]
+        self._outputs = ["act"]
         channels = stem_channels
         stages = zip(stage_channels, blocks_per_stage, strict=True)
         for s, (out_channels, blocks) in enumerate(stages, start=1):
@@ -96,6 +99,7 @@ class ResNet(nn.Module):
                 )
                 self._pairs.append((f"stage{s}.{b}.conv1", f"stage{s}.{b}.norm1"))
                 self._pairs.append((f"stage{s}.{b}.conv2", f"stage{s}.{b}.norm2"))
+                self._outputs += [f"stage{s}.{b}.act1", f"stage{s}.{b}.act2"]
                 channels = out_channels
             self.add_module(f"stage{s}", stage)
         self.num_stages = len(stage_channels)
@@ -108,6 +112,11 @@ class ResNet(nn.Module):
         The 1x1 projection shortcuts are not numbered layers.
         """
         return list(self._pairs)
+
+    def layer_outputs(self) -> list[str]:
+        """Per numbered layer, the module whose output the next layer consumes: the stem's
+        ReLU, then each block's act1 (after norm1) and act2 (after norm2 + shortcut)."""
+        return list(self._outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act(self.norm1(self.conv1(x)))

@@ -65,5 +65,10 @@ class VGG(nn.Module):
         """(conv, norm) qualified names of the conv blocks, from the input on."""
         return [(f"features.{i}.conv", f"features.{i}.norm") for i in self._block_indices]
 
+    def layer_outputs(self) -> list[str]:
+        """Per conv block, the module whose output the next layer consumes: its ReLU (a max
+        pool may follow; it is not applied)."""
+        return [f"features.{i}.act" for i in self._block_indices]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))

@@ -3,7 +3,8 @@
 G_i = ∇_{W_i} L(W_1 … W_k; B) is layer i's gradient before the update. G'_i is the same
 gradient after every layer before i has taken its real update: ∇_{W_i} L(W⁺_1 … W⁺_{i−1},
 W_i … W_k; B). How far G'_i is from G_i (ℓ2 distance, cosine) measures how much the change of
-the layer's input distribution disturbs its own update.
+the layer's input distribution disturbs its own update; ‖G − G′‖/‖G‖ is the same distance
+free of the gradient's scale (which norms, learning rates and training time all change).
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a @ b / (a.norm() * b.norm())  # nan when either gradient is zero
 
 
+def _relative(distance: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """distance / ‖g‖, NaN when g is zero (not inf: there is no scale to compare with)."""
+    norm = g.double().norm()
+    return torch.where(norm > 0, distance / norm, torch.full_like(distance, float("nan")))
+
+
 def covariate_shift(
     model: nn.Module,
     loss_fn: LossFn,
@@ -66,7 +73,7 @@ def covariate_shift(
     after: Mapping[str, torch.Tensor],
     layers: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """ℓ2 distance and cosine between G_i and G'_i for each measured layer.
+    """ℓ2 distance (raw and relative to ‖G_i‖) and cosine between G_i and G'_i per layer.
 
     `before` and `after` are {param_name: tensor} snapshots of every trainable parameter taken
     around one real optimizer step; the model holds `after` when called, and holds it again on
@@ -80,7 +87,8 @@ def covariate_shift(
     and of later modules keep their `before` values; a module's own parameters are placed at
     its first call. Norm layers use batch statistics (the model is put in training mode).
 
-    Returns {label: {"l2": ‖G_i − G'_i‖₂, "cosine": cos(G_i, G'_i)}}.
+    Returns {label: {"l2": ‖G_i − G'_i‖₂, "l2_rel": ‖G_i − G'_i‖₂ / ‖G_i‖₂ (NaN when G_i = 0),
+    "cosine": cos(G_i, G'_i)}}.
     Cost: one forward-backward for G, plus one per measured layer.
     """
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -140,19 +148,18 @@ def covariate_shift(
                 loss, [params[weight_name]], allow_unused=True, materialize_grads=True
             )
             g = grads_before[label]
-            shifts[label] = torch.stack(
-                [(g - grad_shifted).double().norm(), _cosine(g, grad_shifted)]
-            )
+            l2 = (g - grad_shifted).double().norm()
+            shifts[label] = torch.stack([l2, _relative(l2, g), _cosine(g, grad_shifted)])
 
     # One device-to-host transfer once every pass is queued.
     values = torch.stack([shifts[label] for label in layers]).cpu().tolist()
     return {
-        label: {"l2": l2, "cosine": cosine}
-        for label, (l2, cosine) in zip(layers, values, strict=True)
+        label: {"l2": l2, "l2_rel": l2_rel, "cosine": cosine}
+        for label, (l2, l2_rel, cosine) in zip(layers, values, strict=True)
     }
 
 
-# ---- the probe: config key probes.ics, metrics ics/layerK/{l2,cosine}
+# ---- the probe: config key probes.ics, metrics ics/layerK/{l2,l2_rel,cosine}
 
 
 @dataclass
@@ -185,6 +192,7 @@ class IcsProbe(Probe):
         records = {}
         for layer, values in shift.items():
             records[f"ics/{layer}/l2"] = values["l2"]
+            records[f"ics/{layer}/l2_rel"] = values["l2_rel"]
             records[f"ics/{layer}/cosine"] = values["cosine"]
         return records
 
