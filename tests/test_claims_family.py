@@ -40,10 +40,24 @@ PAPER = {
     "bn_no_ics_reduction_dln_l2": ("ics/layer*/l2_rel", "ratio", ">", 0.8, "batch", "none"),
     "bn_no_ics_reduction_dln_cosine": ("ics/layer*/cosine", "ratio", ">", 0.8, "batch", "none"),
     # Figs 4, 10: BN lowers loss variation, gradient change and effective β-smoothness
-    "bn_lowers_loss_variation_vgg": ("landscape/loss_variation", "ratio", "<", 1.0, "batch", "none"),
+    "bn_lowers_loss_variation_vgg": (
+        "landscape/loss_variation",
+        "ratio",
+        "<",
+        1.0,
+        "batch",
+        "none",
+    ),
     "bn_lowers_grad_change_vgg": ("landscape/grad_pred_max", "ratio", "<", 1.0, "batch", "none"),
     "bn_lowers_beta_vgg": ("landscape/beta_smoothness", "ratio", "<", 1.0, "batch", "none"),
-    "bn_lowers_loss_variation_dln": ("landscape/loss_variation", "ratio", "<", 1.0, "batch", "none"),
+    "bn_lowers_loss_variation_dln": (
+        "landscape/loss_variation",
+        "ratio",
+        "<",
+        1.0,
+        "batch",
+        "none",
+    ),
     "bn_lowers_grad_change_dln": ("landscape/grad_pred_max", "ratio", "<", 1.0, "batch", "none"),
     "bn_lowers_beta_dln": ("landscape/beta_smoothness", "ratio", "<", 1.0, "batch", "none"),
     # §3.3, Figs 5, 12, 13: ℓp normalizations train and smooth like BN

@@ -45,10 +45,11 @@ VERSIONS: tuple[ProtocolVersion, ...] = (
         2,
         "2026-12-02",
         "fixed before its verdicts were seen: the DLN at the mapped paper lr 1e-3 (0.5x and 2x "
-        "as a reported sensitivity), ResNets with Kaiming init and the last layer of each "
-        "residual branch zeroed in every arm, one torch thread per run, activations measured "
-        "at the next layer's input; budgets and seeds as in v1",
-        "e5d8ecf58ca7a2ad0a6ea4e0e17ab8ffc6cef39e8f3f1d98a0ab92ca18e9fcbb",
+        "as a reported sensitivity; fig3_dln at the paper's two lrs, 1e-3 and 1e-4), one torch "
+        "thread per run, activations measured at the next layer's input; budgets, seeds and "
+        "inits as in v1 (Kaiming init, with or without zeroed residual branches, leaves the "
+        "plain ResNet-20 at width 1/4 at chance too: seeds 0-2)",
+        "47e72589a48c9b9dfecf4906d0a01c6d70fe133a56292af4dde736e180b72be7",
     ),
 )
 CURRENT = VERSIONS[-1]
