@@ -15,7 +15,8 @@ Budgets. A verdict that holds at 1,000 steps and flips at 500 says more about th
 about BatchNorm. Every run is cut to its first 25, 50, 75 and 100 % of steps (metrics at steps
 <= the cut; a constant-lr run's prefix is exactly a shorter run, a step-schedule run's is the
 run before its later lr drops) and the whole family is evaluated again on the prefixes, Holm
-included. A claim is robust when its verdict is the same at 50, 75 and 100 %.
+included. A decided claim (holds or fails) is robust when its verdict is the same at 50, 75 and
+100 %; an undecided one is neither robust nor not.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-
-import numpy as np
 
 from smoothbench.claims.statistics import RunData, Verdict
 
@@ -100,15 +99,6 @@ def attach_budgets(full: Sequence[Verdict], by_budget: dict[float, Sequence[Verd
         labels = {budget_label(b): by_budget[b][index].verdict for b in sorted(by_budget)}
         verdict.budgets = labels
         late = [by_budget[b][index].verdict for b in by_budget if b >= ROBUST_FROM]
-        decided = verdict.verdict not in ("not run",)
-        verdict.robust = bool(decided and len(set(late)) == 1)
-
-
-def robust_words(verdict: Verdict) -> str:
-    """'25%: holds, 50%: holds, ...' for tables."""
-    return ", ".join(f"{k} {v}" for k, v in verdict.budgets.items())
-
-
-def geometric_mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if v > 0 and math.isfinite(v)]
-    return float(np.exp(np.mean(np.log(finite)))) if finite else math.nan
+        # robustness is a property of a decision: an undecided claim is neither
+        decided = verdict.verdict in ("holds", "fails")
+        verdict.robust = (len(set(late)) == 1) if decided else None

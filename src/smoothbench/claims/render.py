@@ -31,11 +31,11 @@ COLUMNS = (
     "mean [uncorrected CI]",
     "Holm p",
     "verdict",
-    "at 25/50/75/100 %",
+    "25/50/75/100%",
     "robust",
     "why",
 )
-WIDTHS = (38, 24, 30, 24, 7, 12, 10, 6, 56)
+WIDTHS = (38, 24, 30, 24, 7, 12, 13, 6, 56)
 # The tables of one scale, in order: findings first; checks and sensitivities never count.
 KIND_TITLES = {
     "paper": "paper claims (Holm-corrected across these)",
@@ -114,7 +114,7 @@ def budget_words(entry: Mapping[str, Any]) -> str:
 
 def robust_word(entry: Mapping[str, Any]) -> str:
     robust = entry.get("robust")
-    return "" if robust is None else ("yes" if robust else "no")
+    return "—" if robust is None else ("yes" if robust else "no")
 
 
 def p_words(entry: Mapping[str, Any]) -> str:
@@ -125,7 +125,7 @@ def p_words(entry: Mapping[str, Any]) -> str:
 def matched_words(entry: Mapping[str, Any]) -> str:
     """'; at matched training loss 0.61 [0.5, 0.74]' for landscape claims, else ''."""
     matched = entry.get("matched")
-    if not matched or not matched.get("interval"):
+    if not matched or matched.get("mean") is None:
         return ""
     return f"; at matched training loss: {matched['interval']}"
 
