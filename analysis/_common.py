@@ -34,6 +34,7 @@ from smoothbench.results import (
     STATES,
     MissingMetricError,
     aggregate_seeds,
+    damaged_runs,
     load_runs,
     load_wandb_runs,
     metric_arrays,
@@ -61,6 +62,11 @@ def make_parser(name: str, description: str | None) -> argparse.ArgumentParser:
         choices=("minmax", "std"),
         default="minmax",
         help="band around the mean over seeds: min-max (default) or ±1 std",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 on a damaged run dir (default: skip it with a line naming the damage)",
     )
     return parser
 
@@ -93,7 +99,8 @@ def run_script(
     args = parser.parse_args(argv)
     set_style()
     try:
-        data = load(args) if load is not None else load_frame(args, metrics=metrics)
+        with damaged_runs(strict=args.strict):
+            data = load(args) if load is not None else load_frame(args, metrics=metrics)
     except (FileNotFoundError, ValueError) as err:
         print(f"{name}: {err}", file=sys.stderr)
         return EXIT_MISSING

@@ -20,7 +20,7 @@ import io
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -38,6 +38,7 @@ from smoothbench.results import (
     STATES,
     MissingMetricError,
     RunRecord,
+    damaged_runs,
     read_runs,
     run_command,
     run_table,
@@ -283,6 +284,29 @@ def _config_value(runs: Sequence[RunRecord], pattern: str) -> list[str]:
     return found
 
 
+def _provenance_values(runs: Sequence[RunRecord], words: Callable[[dict], str]) -> list[str]:
+    """Distinct words of the runs' provenance.json records (runs without one are skipped)."""
+    found: list[str] = []
+    for run in runs:
+        record = getattr(run, "provenance", None)
+        text = words(record) if isinstance(record, dict) else ""
+        if text and text not in found:
+            found.append(text)
+    return found
+
+
+def _commit_words(record: dict) -> str:
+    commit = record.get("git_commit")
+    if not commit:
+        return ""
+    return str(commit)[:12] + (" (with uncommitted changes)" if record.get("git_dirty") else "")
+
+
+def _versions_words(record: dict) -> str:
+    versions = record.get("versions") or {}
+    return ", ".join(f"{k} {v}" for k, v in versions.items())
+
+
 def report_commit() -> str | None:
     """The git commit of the checkout this report is written from (None outside git)."""
     try:
@@ -391,7 +415,9 @@ def banner_rows(paths: Sequence[str], runs: Sequence[RunRecord]) -> list[tuple[s
         ("presets", e(", ".join(group_runs(runs)))),
         ("runs", f"{len(runs)} in {len({str(Path(r.run_dir).parent) for r in runs})} sweep dirs"),
     ]
-    commits = _config_value(runs, r"(^|\.)(git_?commit|commit)$")
+    commits = _provenance_values(runs, _commit_words) or _config_value(
+        runs, r"(^|\.)(git_?commit|commit)$"
+    )
     if commits:
         rows.append(("git commit (runs)", e(", ".join(commits))))
     else:
@@ -399,10 +425,15 @@ def banner_rows(paths: Sequence[str], runs: Sequence[RunRecord]) -> list[tuple[s
         rows.append(
             ("git commit", e(f"{here or 'unknown'} (of this report; the runs record none)"))
         )
-    versions = _config_value(runs, r"(^|\.)versions?\.")
+    versions = _provenance_values(runs, _versions_words) or _config_value(
+        runs, r"(^|\.)versions?\."
+    )
     shown = versions or [f"{k} {v}" for k, v in package_versions().items()]
     label = "packages (runs)" if versions else "packages (this report)"
     rows.append((label, e(", ".join(shown))))
+    threads = _provenance_values(runs, lambda p: str(p.get("threads", "")))
+    if threads:
+        rows.append(("torch threads (runs)", e(", ".join(threads))))
     rows.append(("device", e(joined(device_of(runs)))))
     timings = read_timings(find_timings(paths, runs))
     if not timings.empty:
@@ -650,12 +681,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also write every figure as PDF and PNG beside the page",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 on a damaged run dir (default: skip it with a line naming the damage)",
+    )
     args = parser.parse_args(argv)
     set_style()
     try:
-        path = write_report(
-            args.paths, args.out, args.band, args.status, args.save_figures, args.figures
-        )
+        with damaged_runs(strict=args.strict):
+            path = write_report(
+                args.paths, args.out, args.band, args.status, args.save_figures, args.figures
+            )
     except (FileNotFoundError, ValueError) as err:
         print(f"report: {err}", file=sys.stderr)
         return 2

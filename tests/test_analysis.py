@@ -835,3 +835,46 @@ def test_report_banner_links_wandb(tmp_path):
         f"<code>wandb sync {sweep / '0' / 'wandb' / 'offline-run-20260101_000000-abc'}</code>"
         in row
     )
+
+
+# --- a damaged run in a sweep: skipped with one line naming it, or refused with --strict -------
+
+
+def test_a_damaged_run_is_skipped_by_figures_and_report_and_refused_with_strict(
+    sweeps, tmp_path, capsys, caplog
+):
+    sweep = Path(shutil.copytree(sweeps["vgg"], tmp_path / "sweep"))
+    damaged = sweep / "1" / ".hydra" / "config.yaml"
+    damaged.write_text("model: {name: [vgg\n")  # a torn write
+    report = script("report")
+    for main, args in (
+        (script("fig1").main, [str(sweep), "--out", str(tmp_path / "fig")]),
+        (report.main, [str(sweep), "--out", str(tmp_path / "report"), "--figures", "fig1"]),
+    ):
+        caplog.clear()
+        assert main(args) == 0
+        skipped = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+        assert len(skipped) == 1 and str(sweep / "1") in skipped[0]
+        assert ".hydra/config.yaml cannot be read (" in skipped[0]
+        capsys.readouterr()
+        assert main([*args, "--strict"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ".hydra/config.yaml cannot be read" in err
+
+
+def test_report_banner_reads_the_runs_provenance(tmp_path):
+    """Runs that recorded provenance.json: the banner shows their commit, packages and threads,
+    not the report process's."""
+    sweep = make_norms_sweep(tmp_path, experiment="fig2", name="fig2")
+    record = {
+        "threads": 1,
+        "git_commit": "0123456789abcdef",
+        "git_dirty": True,
+        "versions": {"torch": "2.9.0", "numpy": "2.1.0"},
+    }
+    for run_dir in sorted(p for p in sweep.iterdir() if (p / "metrics.jsonl").is_file()):
+        (run_dir / "provenance.json").write_text(json.dumps(record))
+    rows = dict(script("report").banner_rows([str(sweep)], read_runs([str(sweep)])))
+    assert rows["git commit (runs)"] == "0123456789ab (with uncommitted changes)"
+    assert rows["packages (runs)"] == "torch 2.9.0, numpy 2.1.0"
+    assert rows["torch threads (runs)"] == "1"

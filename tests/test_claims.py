@@ -917,3 +917,16 @@ def test_cli_prints_one_table_per_scale_and_never_pools(tmp_path, capsys):
     assert printed.startswith("claims on 6 runs of ") and "scale=paper" not in printed
     entries = read_json(tmp_path / "cpu" / "claims.json")
     assert {e["scale"] for e in entries} == {"cpu"}
+
+
+def test_cli_skips_a_damaged_run_with_one_line_and_strict_refuses(tmp_path, capsys, caplog):
+    root = write_sweep(tmp_path / "repro", CLAIMS_BY_ID["bn_lowers_beta_vgg"], scale="cpu")
+    config = sorted(root.rglob(".hydra/config.yaml"))[0]
+    config.write_text("model: {name: [vgg\n")  # a torn write
+    assert cli_run([str(root)]) == 0
+    skipped = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(skipped) == 1 and str(config.parents[1]) in skipped[0]
+    assert "\nscale=cpu: 5 runs\n" in capsys.readouterr().out
+    assert cli_run([str(root), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ".hydra/config.yaml cannot be read" in err

@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -416,7 +417,8 @@ def test_hessian_probe_runs_in_both_bn_modes(smoke, tmp_path, bn_mode):
         ("probes.hessian.batch_size=0", "probes.hessian.batch_size=0 must be >= 1"),
         ("probes.hessian.top_k=0", "probes.hessian.top_k=0 must be >= 1"),
         ("probes.activations.units=0", "probes.activations.units=0 must be >= 1"),
-        ("resume=maybe", "unknown resume 'maybe'; choose one of: auto, from_checkpoint"),
+        ("resume=maybe", "unknown resume 'maybe'; choose one of: auto, from_checkpoint, restart"),
+        ("norm.noise.n_sigma=inf", "norm.noise.n_sigma=inf must be a finite number >= 1"),
         ("+foo=1", "unknown key 'foo'; `--cfg job` lists the allowed keys"),
         ("+model.foo=1", "unknown key 'model.foo'"),
     ],
@@ -545,3 +547,298 @@ def test_hydra_output_is_deferred_inside_the_overrides(argv, expected):
     full = ["smoothbench-train", *argv]
     _defer_hydra_output(full)
     assert full[1:] == expected
+
+
+# ---- a run dir holds one run's record: never another config's, never discarded unasked ----
+
+
+def _finished_run(monkeypatch, capsys, run: Path, *extra: str) -> None:
+    code, out, err = _main(monkeypatch, capsys, *RUN, *extra, f"hydra.run.dir={run}")
+    assert code == 0, err
+
+
+RUN = ("scale=smoke", "steps=2", *COMMON)
+
+
+def test_a_run_dir_without_checkpoints_is_not_reused_or_discarded_unasked(
+    monkeypatch, capsys, tmp_path
+):
+    run = tmp_path / "run"
+    _finished_run(monkeypatch, capsys, run)
+    record = (run / "metrics.jsonl").read_bytes()
+    shutil.rmtree(run / "checkpoints")  # freed disk after a sweep
+    before = tree_hash(run)
+    code, _, err = _main(monkeypatch, capsys, *RUN, "seed=1", f"hydra.run.dir={run}")
+    assert code == 2 and err.count("\n") == 1
+    assert "holds the record of a different run (seed: 0 -> 1)" in err
+    assert tree_hash(run) == before
+    code, _, err = _main(monkeypatch, capsys, *RUN, f"hydra.run.dir={run}")
+    assert code == 2 and err.count("\n") == 1
+    assert "holds this run's record" in err and "resume=restart" in err
+    assert tree_hash(run) == before
+    # asked for: recomputed from step 0, saying what it discards
+    code, out, err = _main(monkeypatch, capsys, *RUN, "resume=restart", f"hydra.run.dir={run}")
+    assert code == 0, err
+    assert "resume=restart: discarding .hydra/config.yaml, metrics.jsonl (3 rows)" in out
+    assert (run / "metrics.jsonl").read_bytes() == record
+    # with a checkpoint again, restart is refused rather than throwing it away
+    code, _, err = _main(monkeypatch, capsys, *RUN, "resume=restart", f"hydra.run.dir={run}")
+    assert code == 2 and "checkpoints/last.pt' exists" in err
+
+
+def test_a_run_killed_before_its_first_checkpoint_reruns_and_a_diverged_one_is_kept(
+    monkeypatch, capsys, tmp_path
+):
+    run = tmp_path / "run"
+    _finished_run(monkeypatch, capsys, run)
+    shutil.rmtree(run / "checkpoints")
+    (run / "status.json").write_text('{"state": "running", "step": 0}')
+    (run / "metrics.jsonl").write_bytes((run / "metrics.jsonl").read_bytes().split(b"\n")[0])
+    code, out, err = _main(monkeypatch, capsys, *RUN, f"hydra.run.dir={run}")
+    assert code == 0 and "no checkpoint was written yet: rerunning from step 0" in out, err
+    diverged = tmp_path / "diverged"
+    args = ("norm=none", "optim.lr=1e8")
+    _finished_run(monkeypatch, capsys, diverged, *args)
+    assert read_status(diverged)["state"] == "diverged"
+    shutil.rmtree(diverged / "checkpoints", ignore_errors=True)
+    before = tree_hash(diverged)
+    code, out, _ = _main(monkeypatch, capsys, *RUN, *args, f"hydra.run.dir={diverged}")
+    assert code == 0 and "already diverged at step" in out
+    after = tree_hash(diverged)
+    assert after.pop("train.log") != before.pop("train.log")  # the log says so; the record stays
+    assert after == before
+
+
+def test_a_record_file_that_is_no_file_is_refused_before_anything_changes(
+    monkeypatch, capsys, tmp_path
+):
+    run = tmp_path / "run"
+    _finished_run(monkeypatch, capsys, run)
+    (run / "status.json").unlink()
+    (run / "status.json").mkdir()
+    before = tree_hash(run)
+    code, _, err = _main(monkeypatch, capsys, *RUN, "steps=9", f"hydra.run.dir={run}")
+    assert code == 2
+    assert err == (
+        f"smoothbench-train: error: run dir {str(run)!r}: status.json is not a file (a folder); "
+        "move it away\n"
+    )
+    assert tree_hash(run) == before
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_one_line(monkeypatch, capsys, tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    _finished_run(monkeypatch, capsys, run, "model.width=0.5")
+    last = run / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=False)
+    ckpt["config"]["model"]["width"] = 0.25  # the config says one net, the weights are another
+    torch.save(ckpt, last)
+    (run / ".hydra" / "config.yaml").write_text(
+        (run / ".hydra" / "config.yaml").read_text().replace("width: 0.5", "width: 0.25")
+    )
+    before = tree_hash(run)
+    code, _, err = _main(
+        monkeypatch, capsys, *RUN, "steps=4", "model.width=0.25", f"hydra.run.dir={run}"
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "does not match the model the config builds (size mismatch for" in err
+    assert tree_hash(run) == before
+
+
+def test_a_deleted_key_is_one_line_and_leaves_no_run_dir(monkeypatch, capsys, tmp_path):
+    code, _, err = _main(
+        monkeypatch, capsys, "scale=smoke", "~steps", f"hydra.run.dir={tmp_path}/r"
+    )
+    assert code == 2
+    assert (
+        err == "smoothbench-train: error: steps has no value; set it (steps=...) or pick a scale=\n"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+# ---- every number of the config bounded at both ends (generated from the schema) ----
+
+
+def _numeric_cases():
+    from smoothbench.config import numeric_keys
+
+    for key, kind, is_list in numeric_keys():
+        values = ["100000000000000000000"] if kind is int else ["1e308", "inf", "nan", "-inf"]
+        for value in values:
+            yield pytest.param(key, value, is_list, id=f"{key}={value}")
+
+
+@pytest.mark.parametrize("key, value, is_list", list(_numeric_cases()))
+def test_every_numeric_key_is_bounded(smoke, key, value, is_list):
+    override = f"{key}=[{value},{value}]" if is_list else f"{key}={value}"
+    with pytest.raises(ConfigError) as caught:
+        validate(smoke(override))
+    message = str(caught.value)
+    assert message.startswith(f"{key}") and "\n" not in message, message
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (("seed=4294967296",), "seed=4294967296 must be at most 4294967295"),
+        (("optim.lr=1e308",), "optim.lr=1e+308 must be finite and at most 1e+12"),
+        (
+            ("optim.schedule=step", "optim.milestones=[0.5]", "optim.gamma=1e12", "optim.lr=10"),
+            "optim.gamma=1e+12 over 1 milestones takes optim.lr=10 to 1e+13",
+        ),
+        (("model.width=1e4",), "model.width=10000 needs ~11.1 PB for 9.22e+14 parameters"),
+        (
+            ("model=dln", "data=gaussian", "model.dim=1000000"),
+            "model.depth=25, model.dim=1000000 needs ~",
+        ),
+        (
+            ("model=dln", "data=gaussian", "model.depth=100000000"),
+            "model.depth=100000000 must be at most 10000",
+        ),
+        (
+            ("model=dln", "data=gaussian", "data.num_samples=2000000000"),
+            "data.num_samples=2000000000, data.dim=10 needs ~160 GB",
+        ),
+        (("probes.hessian.top_k=101",), "probes.hessian.top_k=101 must be at most 100"),
+        (
+            ("norm=noisy_batch", "norm.noise.n_sigma=inf"),
+            "norm.noise.n_sigma=inf must be a finite number >= 1",
+        ),
+    ],
+)
+def test_upper_bounds_name_the_key_and_the_estimate(smoke, monkeypatch, overrides, message):
+    import smoothbench.config as config
+
+    # the same verdicts on any machine: 100 GB of memory
+    monkeypatch.setattr(config, "device_memory", lambda device: (100e9, "this machine's memory"))
+    with pytest.raises(ConfigError) as caught:
+        validate(smoke(*overrides))
+    assert str(caught.value).startswith(message), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+# ---- disk faults: one line, exit 1, status.json true ----
+
+
+class _FullFile:
+    """A file on a disk that is full: every write fails with ENOSPC."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self):
+        pass
+
+
+def test_enospc_inside_torch_save_is_a_disk_fault(smoke, tmp_path, monkeypatch):
+    import smoothbench.checkpoint as checkpoint
+    import smoothbench.train as train_module
+
+    real = checkpoint.write_atomic
+    calls = []
+
+    def write_atomic(path, data):
+        calls.append(path)
+        if len(calls) == 2:  # the second checkpoint: torch.save's own writes fail
+            return real(path, lambda f: data(_FullFile(f)))
+        return real(path, data)
+
+    monkeypatch.setattr(checkpoint, "write_atomic", write_atomic)
+    with pytest.raises(train_module.RunFailed) as caught:
+        train(smoke("steps=6", *COMMON), tmp_path)
+    assert str(caught.value).startswith("run failed: No space left on device")
+    assert str(caught.value).endswith("; status.json says failed")
+    assert read_status(tmp_path)["state"] == "failed"
+    assert temp_files(tmp_path) == []
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_a_status_json_that_cannot_be_written_is_not_said_to_be_failed(
+    smoke, tmp_path, monkeypatch
+):
+    import smoothbench.train as train_module
+    from smoothbench.sinks import JsonlSink
+
+    real_log, real_status = JsonlSink.log, train_module.write_status
+
+    def log(self, record):
+        if record["step"] == 3:  # the disk is full now: status.json cannot be written either
+            monkeypatch.setattr(train_module, "write_status", full_status)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_log(self, record)
+
+    def full_status(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(JsonlSink, "log", log)
+    with pytest.raises(train_module.RunFailed) as caught:
+        train(smoke("steps=6", *COMMON), tmp_path)
+    assert str(caught.value).endswith(
+        "; status.json could not be updated either (still says running)"
+    )
+    assert read_status(tmp_path)["state"] == "running"
+    assert real_status  # untouched
+
+
+def test_a_full_image_cache_degrades_to_no_cache(tmp_path, monkeypatch, caplog):
+    import torch
+
+    import smoothbench.data as data
+
+    def save(obj, f, *args, **kwargs):
+        f.write(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+
+    monkeypatch.setattr(torch, "save", save)
+    cache = tmp_path / "cache" / "imagefolder-x.pt"
+    with caplog.at_level("WARNING"):
+        data._write_cache(cache, (torch.zeros(2),))
+    assert "could not be cached" in caplog.text and "going on without the cache" in caplog.text
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 2 MB tmpfs mounted at tmp_path/disk (root only; skipped where mounting is refused)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mount.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_tmpfs_fails_the_run_in_one_line(small_tmpfs, tmp_path):
+    run = small_tmpfs / "run"
+    (small_tmpfs / "filler").write_bytes(b"\0" * 1_900_000)  # leaves ~100 KB
+    proc = cli(*RUN, "steps=6", f"hydra.run.dir={run}")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("smoothbench-train: error: run failed: No space left on device")
+    assert "Traceback" not in proc.stderr
+    status = read_status(run)
+    said = "failed" if lines[-1].endswith("status.json says failed") else "running"
+    assert status["state"] == said
+    assert temp_files(run) == []
+
+
+def test_a_read_only_run_dir_is_one_line(small_tmpfs):
+    run = small_tmpfs / "run"
+    assert cli(*RUN, f"hydra.run.dir={run}").returncode == 0  # its own process: no open log file
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    proc = cli(*RUN, "steps=4", f"hydra.run.dir={run}")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        f"smoothbench-train: error: cannot create or write '{run}/train.log' "
+        "(Read-only file system)\n"
+    )

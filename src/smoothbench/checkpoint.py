@@ -11,7 +11,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -46,10 +46,41 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write `payload` atomically; a failure (a full disk) leaves `path` as it was, no temp file."""
+    """Write `payload` atomically; a failure (a full disk) leaves `path` as it was, no temp file,
+    and is an OSError (with its errno) like any other write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda f: torch.save(payload, f))
+    write_atomic(path, lambda f: torch_save(payload, f))
+
+
+class _KeepsWriteErrors:
+    """A binary file whose write errors are kept: torch.save reports a failed write (ENOSPC) as
+    a RuntimeError from its zip writer, without the errno."""
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def torch_save(obj: Any, f: BinaryIO) -> None:
+    """`torch.save(obj, f)`, a failed write raised as the OSError it was."""
+    kept = _KeepsWriteErrors(f)
+    try:
+        torch.save(obj, kept)
+    except RuntimeError:
+        if kept.error is not None:
+            raise kept.error from None
+        raise
 
 
 def keep_previous(path: str | Path, previous: str | Path) -> None:

@@ -123,6 +123,10 @@ def run_hydra_main(
         fail(prog, hydra_error_message(err))
     except OSError as err:  # the run dir or its log file cannot be created
         fail(prog, _os_error_message(err))
+    except ValueError as err:  # logging's "Unable to configure handler 'file'" (read-only disk)
+        if not isinstance(err.__cause__, OSError):
+            raise
+        fail(prog, _os_error_message(err.__cause__))
     except KeyboardInterrupt:
         fail(prog, "interrupted", code=130)
     finally:

@@ -9,6 +9,7 @@ compose time with Hydra's own message. Checks of values (lr > 0, a known model n
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, make_dataclass
 from functools import cache
 from typing import Any
@@ -135,7 +136,9 @@ class _TrainFields:
     scale: str = "cpu"  # name of the budget (set by scale=): smoke | cpu | paper
     experiment: str | None = None  # name of the preset (set by experiment=)
     # auto: continue from checkpoints/last.pt when there is one. from_checkpoint: also when
-    # metrics.jsonl lost rows (a power cut), rerun from the last checkpoint whose rows are intact
+    # metrics.jsonl lost rows (a power cut), rerun from the last checkpoint whose rows are intact.
+    # restart: a run dir holding this config's record but no checkpoint (deleted to free disk)
+    # is recomputed from step 0, discarding that record (never done without asking)
     resume: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     norm: NormConfig = field(default_factory=NormConfig)
@@ -240,6 +243,7 @@ class ConfigError(ValueError):
 
 BATCH_STATISTIC_NORMS = ("batch", "noisy_batch", "l1", "l2", "linf")
 MAX_THREADS = 1024
+RESUME_MODES = ("auto", "from_checkpoint", "restart")
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -286,6 +290,25 @@ def unknown_keys(cfg: Any, schema: type = None, prefix: str = "") -> list[str]:
     return found
 
 
+def removed_keys(cfg: Any, schema: type = None, prefix: str = "") -> list[str]:
+    """Dotted keys of the schema that `cfg` lacks (deleted on the command line: `~steps`)."""
+    from dataclasses import fields, is_dataclass
+
+    from omegaconf import DictConfig
+
+    schema = schema or _train_config()
+    if not isinstance(cfg, DictConfig):
+        return []
+    found = []
+    for f in fields(schema):
+        name = f"{prefix}{f.name}"
+        if f.name not in cfg:
+            found.append(name)
+        elif callable(f.default_factory) and is_dataclass(f.default_factory()):
+            found += removed_keys(cfg[f.name], type(f.default_factory()), prefix=f"{name}.")
+    return found
+
+
 def validate(cfg: Any) -> None:
     """Check a composed config up front; raise ConfigError (one line) on the first bad value.
 
@@ -296,6 +319,9 @@ def validate(cfg: Any) -> None:
     from smoothbench.data import DATA_NAMES
     from smoothbench.models import INIT_NAMES, MODEL_NAMES, NORM_NAMES
 
+    missing = removed_keys(cfg) + sorted(OmegaConf.missing_keys(cfg))
+    if missing:  # `~steps`, or a mandatory key no preset set
+        raise ConfigError(f"{missing[0]} has no value; set it ({missing[0]}=...) or pick a scale=")
     extra = unknown_keys(cfg)
     if extra:
         raise ConfigError(f"unknown key {extra[0]!r}; `--cfg job` lists the allowed keys")
@@ -306,7 +332,7 @@ def validate(cfg: Any) -> None:
     _choice("lr schedule", cfg.optim.schedule, LR_SCHEDULES)
     _choice("init", cfg.model.init, INIT_NAMES)
     _choice("device", cfg.device, ("auto", "cpu", "cuda"))
-    _choice("resume", cfg.resume, ("auto", "from_checkpoint"))
+    _choice("resume", cfg.resume, RESUME_MODES)
     _choice("logger", cfg.logger.name, ("local", "wandb"))
     _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
     _choice("probes.grad_norms", cfg.probes.grad_norms, ("per_layer", "total"))
@@ -321,8 +347,9 @@ def validate(cfg: Any) -> None:
     _at_least("norm.groups", cfg.norm.groups, 1)
     for key in ("n_mu", "r_mu", "r_sigma"):
         _positive(f"norm.noise.{key}", cfg.norm.noise[key], strict=False)
-    if not cfg.norm.noise.n_sigma >= 1:
-        raise ConfigError(f"norm.noise.n_sigma={cfg.norm.noise.n_sigma} must be >= 1")
+    n_sigma = cfg.norm.noise.n_sigma
+    if not (n_sigma is not None and math.isfinite(n_sigma) and n_sigma >= 1):  # inf is no scale
+        raise ConfigError(f"norm.noise.n_sigma={n_sigma} must be a finite number >= 1")
     _positive("optim.momentum", cfg.optim.momentum, strict=False)
     _positive("optim.weight_decay", cfg.optim.weight_decay, strict=False)
     _positive("optim.gamma", cfg.optim.gamma)
@@ -347,6 +374,7 @@ def validate(cfg: Any) -> None:
     if cfg.data.test_fraction <= 0:
         raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} must be in (0, 1)")
     _validate_probes(cfg.probes)
+    check_upper_bounds(cfg)
     if cfg.model.name == "dln" and cfg.data.name != "gaussian":
         raise ConfigError(
             f"model dln needs data=gaussian (regression targets), got data={cfg.data.name}"
@@ -367,6 +395,7 @@ def validate(cfg: Any) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("device=cuda but no CUDA device is available; use device=auto or cpu")
+    check_memory(cfg)
 
 
 def _validate_probes(probes: Any) -> None:
@@ -387,6 +416,196 @@ def _validate_probes(probes: Any) -> None:
             probe.check(probes[name], f"probes.{name}")
         except ValueError as err:
             raise ConfigError(str(err)) from None
+
+
+# ---- upper bounds: every number of the config, checked from the schema (a new key is covered) ----
+
+MAX_SEED = 2**32 - 1  # numpy's seed takes 32 bits (torch.manual_seed takes 64)
+MAX_COUNT = 2**31 - 1  # steps, sizes, periods: int32 indices, Python ranges, tensor shapes
+# Any float setting: far past every meaningful value, and its products with weights, gradients
+# or a schedule's factors still fit float32 (3.4e38), which torch's optimizers cast lr to
+MAX_MAGNITUDE = 1e12
+MAX_DEPTH = 10_000  # model.depth (the DLN): one Python module per layer; 1e8 layers hang the build
+# Keys whose range is narrower than their type's; every other int is <= MAX_COUNT, every float
+# finite with |value| <= MAX_MAGNITUDE
+UPPER_BOUNDS: dict[str, float] = {
+    "seed": MAX_SEED,
+    "data.data_seed": MAX_SEED,
+    "threads": MAX_THREADS,
+    "model.depth": MAX_DEPTH,
+}
+
+
+def numeric_keys(schema: type | None = None, prefix: str = "") -> list[tuple[str, type, bool]]:
+    """(dotted key, int or float, is a list) for every number of the schema (`TrainConfig`)."""
+    import typing
+    from dataclasses import fields, is_dataclass
+
+    schema = schema or _train_config()
+    hints = typing.get_type_hints(schema)
+    found = []
+    for f in fields(schema):
+        kind = hints[f.name]
+        if is_dataclass(kind):
+            found += numeric_keys(kind, prefix=f"{prefix}{f.name}.")
+            continue
+        is_list = typing.get_origin(kind) is list
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        base = args[0] if args else kind  # list[float] -> float, int | None -> int
+        if base in (int, float):
+            found.append((f"{prefix}{f.name}", base, is_list))
+    return found
+
+
+def upper_bound(key: str, kind: type) -> float:
+    """The largest value `key` may take (`UPPER_BOUNDS`, else by its type)."""
+    if key in UPPER_BOUNDS:
+        return UPPER_BOUNDS[key]
+    if key == "probes.hessian.top_k":
+        return hessian_max_iter()
+    return MAX_COUNT if kind is int else MAX_MAGNITUDE
+
+
+def hessian_max_iter() -> int:
+    """The Hessian probe's Lanczos steps: it cannot find more eigenvalues than that."""
+    import inspect
+
+    from smoothbench.probes.hessian import hessian_eigenvalues
+
+    return inspect.signature(hessian_eigenvalues).parameters["max_iter"].default
+
+
+def check_upper_bounds(cfg: Any) -> None:
+    """Every number of the config finite and at most its bound (one line naming the key)."""
+    for key, kind, is_list in numeric_keys():
+        value = OmegaConf.select(cfg, key)
+        for v in (value if is_list else [value]) if value is not None else []:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            high = upper_bound(key, kind)
+            if not math.isfinite(v) or abs(v) > high:
+                finite = "finite and " if kind is float else ""
+                raise ConfigError(f"{key}={_number(v)} must be {finite}at most {_number(high)}")
+    _check_lr_schedule(cfg.optim)
+
+
+def _number(v: float) -> str:
+    """An int in full (a seed's last digit matters), a float short."""
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
+def _check_lr_schedule(optim: Any) -> None:
+    """The step schedule multiplies lr by gamma at each milestone: the largest lr must fit too."""
+    if optim.schedule != "step" or optim.gamma <= 1:
+        return
+    peak = optim.lr * optim.gamma ** len(optim.milestones)
+    if peak > MAX_MAGNITUDE:
+        raise ConfigError(
+            f"optim.gamma={optim.gamma:g} over {len(optim.milestones)} milestones takes "
+            f"optim.lr={optim.lr:g} to {peak:g}; the lr must stay at most {MAX_MAGNITUDE:g}"
+        )
+
+
+# ---- memory: a size the machine cannot hold is refused with its estimate, before the build ----
+
+FLOAT_BYTES = 4
+
+
+def check_memory(cfg: Any) -> None:
+    """Refuse sizes whose memory estimate exceeds the device's memory (one line, the estimate)."""
+    available, where = device_memory(cfg.device)
+    for keys, needed, what in memory_needs(cfg):
+        if needed > available:
+            raise ConfigError(
+                f"{keys} needs ~{human_bytes(needed)} for {what}, more than {where} "
+                f"({human_bytes(available)}); use smaller values"
+            )
+
+
+def memory_needs(cfg: Any) -> list[tuple[str, float, str]]:
+    """(the keys responsible, bytes, what for): a lower estimate of the largest allocations."""
+    m, d = cfg.model, cfg.data
+    if m.name == "dln":
+        model_keys = f"model.depth={m.depth}, model.dim={m.dim}"
+    else:
+        model_keys = f"model.width={m.width:g}"
+    needs = []
+    if d.name == "gaussian":  # inputs, targets and the target matrix, float32
+        data = (2 * d.num_samples * d.dim + d.dim**2) * FLOAT_BYTES
+        needs.append((f"data.num_samples={d.num_samples}, data.dim={d.dim}", data, "the data"))
+    params = parameter_count(cfg)
+    if params is None:
+        return needs
+    optim_states = 2 if cfg.optim.name == "adam" else int(cfg.optim.momentum > 0)
+    # weights, gradients, optimizer states and one copy (a checkpoint's or a probe's snapshot)
+    needs.append(
+        (
+            model_keys,
+            params * (3 + optim_states) * FLOAT_BYTES,
+            f"{params:.3g} parameters with gradients and optimizer state",
+        )
+    )
+    if m.name == "dln":  # activations kept for the backward pass: two per layer and example
+        batch = d.num_samples if cfg.optim.full_batch else cfg.batch_size
+        needs.append((model_keys, 2 * batch * m.dim * m.depth * FLOAT_BYTES, "the activations"))
+    hessian = cfg.probes.hessian
+    if hessian.schedule.kind != "off":  # the Lanczos basis: up to max_iter + top_k vectors
+        vectors = hessian_max_iter() + hessian.top_k
+        needs.append(
+            (
+                f"probes.hessian.top_k={hessian.top_k} with {model_keys}",
+                vectors * params * FLOAT_BYTES,
+                "the Hessian probe's Lanczos vectors",
+            )
+        )
+    return needs
+
+
+def parameter_count(cfg: Any) -> int | None:
+    """The model's parameter count without allocating it (None if it cannot be built)."""
+    m, n = cfg.model, cfg.norm
+    if m.name == "dln":  # depth square layers and a norm (weight and bias) after all but the last
+        return m.depth * m.dim**2 + 2 * (m.depth - 1) * m.dim
+    classes = {"cifar100": 100}.get(cfg.data.name, 10)
+    return _meta_parameter_count(
+        m.name, n.name, float(m.width), classes, bool(m.shortcut), int(n.groups)
+    )
+
+
+@cache
+def _meta_parameter_count(
+    name: str, norm: str, width: float, classes: int, shortcut: bool, groups: int
+) -> int | None:
+    import torch
+
+    from smoothbench.models import build_model
+
+    try:  # on the meta device: shapes only, no memory, no time
+        with torch.device("meta"):
+            model = build_model(
+                name, norm=norm, num_classes=classes, width=width, shortcut=shortcut, groups=groups
+            )
+    except Exception:  # the real build says what is wrong (e.g. groups that do not divide)
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def device_memory(device: str) -> tuple[int, str]:
+    """(bytes, a name for them): the CUDA device's memory where the run goes to one, else RAM."""
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        return props.total_memory, f"the memory of {props.name}"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB", "EB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} ZB"
 
 
 def check_batch_fits(cfg: Any, num_train: int) -> None:

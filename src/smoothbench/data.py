@@ -419,6 +419,30 @@ def _refuse_or_report_bad(root: str, bad: list[tuple[str, str]], skip_bad_files:
     )
 
 
+def _write_cache(cache: Path, tensors: tuple) -> None:
+    """Save the decoded tensors for the next run. The cache only saves time: a full or unwritable
+    cache dir is a warning (the run goes on without it) and leaves no temp file behind."""
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(tensors, f)
+        os.replace(tmp, cache)
+    # torch.save reports a failed write (ENOSPC) as a RuntimeError from its zip writer
+    except (OSError, RuntimeError) as err:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        logging.getLogger(__name__).warning(
+            "the decoded images could not be cached in %r (%s); going on without the cache "
+            "(the next run decodes them again)",
+            str(cache.parent),
+            reason,
+        )
+
+
 def load_image_folder(
     root: str, normalize: bool = True, skip_bad_files: bool = False
 ) -> InMemoryData:
@@ -461,13 +485,7 @@ def load_image_folder(
         tx, ty, bad_train = _decode_split(base, "train", names["train"], classes)
         vx, vy, bad_test = _decode_split(base, "test", names["test"], classes)
         bad = bad_train + bad_test
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".tmp{os.getpid()}")
-            torch.save((tx, ty, vx, vy, [list(b) for b in bad]), tmp)
-            os.replace(tmp, cache)
-        except OSError:
-            pass  # the cache only saves time; an unwritable cache dir is not an error
+        _write_cache(cache, (tx, ty, vx, vy, [list(b) for b in bad]))
     _refuse_or_report_bad(root, bad, skip_bad_files)
     for split, labels in (("train", ty), ("test", vy)):
         counts = torch.bincount(labels, minlength=len(classes))

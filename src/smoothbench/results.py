@@ -23,14 +23,17 @@ list-valued config entries become tuples so that frames can be grouped by them.
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
 import glob
 import json
+import logging
 import math
 import os
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from smoothbench.provenance import read_provenance
+
+log = logging.getLogger(__name__)
 
 STATES = ("running", "finished", "diverged", "failed", "unknown")
 # Config columns every frame carries, varying or not: the axes of every figure.
@@ -210,16 +215,69 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+class DamagedRunError(ValueError):
+    """A run dir whose record cannot be read (one line: the run dir and the damage)."""
+
+
+# Whether a damaged run stops the reading (the commands' --strict) or is skipped with a line,
+# and the damage already reported (a command that reads the runs twice says it once)
+_DAMAGE_POLICY: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "damage_policy", default=None
+)
+
+
+@contextmanager
+def damaged_runs(strict: bool) -> Iterator[None]:
+    """Within this block `read_runs` raises DamagedRunError on a damaged run (`strict`), or
+    skips it with one warning line naming the run dir and the damage, once (the default)."""
+    token = _DAMAGE_POLICY.set({"strict": strict, "reported": set()})
+    try:
+        yield
+    finally:
+        _DAMAGE_POLICY.reset(token)
+
+
+def _skip_damaged(err: DamagedRunError) -> None:
+    policy = _DAMAGE_POLICY.get() or {"strict": False, "reported": set()}
+    if policy["strict"]:
+        raise err
+    if str(err) not in policy["reported"]:
+        policy["reported"].add(str(err))
+        # one line on stderr (logging's last-resort handler when none is configured)
+        log.warning("skipped a damaged run: %s", err)
+
+
+def _read_hydra_file(run_dir: Path, name: str, resolve: bool) -> Any:
+    """`.hydra/<name>` as plain data; None when absent; DamagedRunError when it does not parse."""
+    path = run_dir / ".hydra" / name
+    if not path.exists():
+        return None
+    try:
+        return _load_yaml(path, resolve=resolve)
+    except Exception as err:
+        detail = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        raise DamagedRunError(
+            f"run dir {str(run_dir)!r}: .hydra/{name} cannot be read "
+            f"({type(err).__name__}{': ' + detail[:120] if detail else ''})"
+        ) from None
+
+
 def read_run(run_dir: str | os.PathLike, run_id: str | None = None) -> RunRecord:
-    """Everything a run directory holds except checkpoints and surfaces."""
+    """Everything a run directory holds except checkpoints and surfaces.
+
+    Raises DamagedRunError when its `.hydra/` files do not parse (or the config is no mapping).
+    """
     run_dir = Path(run_dir)
     state, step, reason = read_status(run_dir)
-    config_path = run_dir / ".hydra" / "config.yaml"
-    config = flatten_config(_load_yaml(config_path) or {}) if config_path.is_file() else {}
-    overrides_path = run_dir / ".hydra" / "overrides.yaml"
-    overrides = _load_yaml(overrides_path, resolve=False) if overrides_path.is_file() else None
-    hydra_path = run_dir / ".hydra" / "hydra.yaml"
-    hydra = _load_yaml(hydra_path, resolve=False) if hydra_path.is_file() else None
+    raw = _read_hydra_file(run_dir, "config.yaml", resolve=True)
+    if raw is not None and not isinstance(raw, Mapping):
+        raise DamagedRunError(
+            f"run dir {str(run_dir)!r}: .hydra/config.yaml holds a {type(raw).__name__}, "
+            "not a config"
+        )
+    config = flatten_config(raw or {})
+    overrides = _read_hydra_file(run_dir, "overrides.yaml", resolve=False)
+    hydra = _read_hydra_file(run_dir, "hydra.yaml", resolve=False)
     return RunRecord(
         run=run_id or run_dir.name,
         run_dir=str(run_dir),
@@ -256,10 +314,19 @@ def read_runs(
     paths_or_globs: str | os.PathLike | Iterable[str | os.PathLike],
     status: str | Iterable[str] | None = None,
 ) -> list[RunRecord]:
-    """Every run under the given run dirs, sweep dirs or globs, optionally only some states."""
+    """Every run under the given run dirs, sweep dirs or globs, optionally only some states.
+
+    A damaged run (DamagedRunError) is skipped with a warning line, or raised inside
+    `damaged_runs(strict=True)`.
+    """
     wanted = _check_status(status)
     run_dirs = find_run_dirs(paths_or_globs)
-    runs = [read_run(d, run_id=i) for d, i in zip(run_dirs, _run_ids(run_dirs), strict=True)]
+    runs = []
+    for run_dir, run_id in zip(run_dirs, _run_ids(run_dirs), strict=True):
+        try:
+            runs.append(read_run(run_dir, run_id=run_id))
+        except DamagedRunError as err:
+            _skip_damaged(err)
     return [r for r in runs if wanted is None or r.status in wanted]
 
 

@@ -85,6 +85,43 @@ def check_writable(run_dir: Path) -> None:
         raise ConfigError(f"run dir {str(run_dir)!r} cannot be written ({err.strerror})") from None
 
 
+# Files the run writes in place (appends) or replaces, and the folders they live in: each must be
+# what it should be before anything changes (a status.json that is a directory fails the first
+# status write, after .hydra/ and metrics.jsonl would already have been rewritten)
+RECORD_DIRS = (".hydra", "checkpoints", "surfaces")
+RECORD_PATHS = (
+    ".hydra/config.yaml",
+    ".hydra/hydra.yaml",
+    ".hydra/overrides.yaml",
+    "metrics.jsonl",
+    "status.json",
+    "provenance.json",
+    "wandb_id.txt",
+    "checkpoints/last.pt",
+    "checkpoints/prev.pt",
+)
+
+
+def check_record_paths(run_dir: Path) -> None:
+    """Refuse a run dir whose record files are not files (or folders not folders)."""
+    for name in RECORD_DIRS:
+        path = run_dir / name
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"run dir {str(run_dir)!r}: {name} is not a folder; move it away")
+    for name in RECORD_PATHS:
+        path = run_dir / name
+        if path.exists() and not path.is_file():
+            raise ConfigError(
+                f"run dir {str(run_dir)!r}: {name} is not a file (a {_kind(path)}); move it away"
+            )
+        if path.is_file() and not os.access(path, os.W_OK):
+            raise ConfigError(f"run dir {str(run_dir)!r}: {name} cannot be written (read-only)")
+
+
+def _kind(path: Path) -> str:
+    return "folder" if path.is_dir() else "special file"
+
+
 def evaluate(model, loss_fn, data, batch_size: int, classify: bool) -> dict[str, float]:
     """Test loss (and accuracy) over the whole test set, norms in eval mode, mode restored."""
     import torch
@@ -175,7 +212,12 @@ def plan_resume(
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
     if not last_path.exists():
-        return None, None
+        return None, _plan_without_checkpoint(cfg, run_dir, resolved)
+    if cfg.resume == "restart":
+        raise ConfigError(
+            f"resume=restart recomputes a record that has no checkpoint, but {str(last_path)!r} "
+            "exists: rerun without resume=restart to continue from it, or use a new run dir"
+        )
     ckpt = load_checkpoint(last_path, map_location=device)
     _check_same_run(ckpt, resolved, run_dir)
     if cfg.steps < ckpt["step"]:
@@ -228,6 +270,117 @@ def _check_same_run(ckpt: dict[str, Any], resolved: dict[str, Any], run_dir: Pat
             f"run dir {str(run_dir)!r} holds a checkpoint of a different run "
             f"({'; '.join(diffs)}); use a new run dir or restore the config"
         )
+
+
+# ---- a run dir without a checkpoint: never another run's record, never discarded unasked ----
+
+RECORD_FILES = (".hydra/config.yaml", METRICS, "status.json")
+
+
+def _plan_without_checkpoint(
+    cfg: DictConfig, run_dir: Path, resolved: dict[str, Any]
+) -> str | None:
+    """None (an empty run dir) or a line saying what starting at step 0 rewrites; ConfigError
+    when the run dir holds another config's record, or this config's but past a checkpoint
+    (checkpoints/ deleted) and `resume=restart` was not asked for."""
+    record = _record_in(run_dir)
+    if not record:
+        return None
+    recorded = _recorded_config(run_dir)
+    if recorded is not None:
+        diffs = config_differences(trajectory_config(recorded), trajectory_config(resolved))
+        if diffs:
+            raise ConfigError(
+                f"run dir {str(run_dir)!r} holds the record of a different run "
+                f"({'; '.join(diffs)}); a run dir is never reused for another config: "
+                "use a new run dir"
+            )
+    if cfg.resume == "restart":
+        return f"resume=restart: discarding {', '.join(record)}; recomputing from step 0"
+    if recorded is not None and (
+        _already_diverged(cfg, run_dir) or _before_first_checkpoint(cfg, run_dir, recorded)
+    ):
+        return f"no checkpoint was written yet: rerunning from step 0 ({', '.join(record)})"
+    whose = "this run's record" if recorded is not None else "a record whose config is unreadable"
+    raise ConfigError(
+        f"run dir {str(run_dir)!r} holds {whose} ({', '.join(record)}) but no "
+        "checkpoints/last.pt to continue from; rerun with resume=restart to discard it and "
+        "recompute from step 0, or use a new run dir"
+    )
+
+
+def _record_in(run_dir: Path) -> list[str]:
+    """What of a run's record the run dir holds, as 'file (what)'."""
+    found = []
+    if (run_dir / ".hydra" / "config.yaml").is_file():
+        found.append(".hydra/config.yaml")
+    rows = _row_count(run_dir)
+    if rows:
+        found.append(f"{METRICS} ({rows} rows)")
+    status = read_status(run_dir)
+    if status is not None:
+        found.append(f"status.json ({status.get('state')} at step {status.get('step')})")
+    surfaces = sorted((run_dir / "surfaces").glob("*.npz"))
+    if surfaces:
+        found.append(f"surfaces/ ({len(surfaces)} files)")
+    return found
+
+
+def _row_count(run_dir: Path) -> int:
+    try:
+        with open(run_dir / METRICS, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+def _recorded_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run dir's .hydra/config.yaml as a dict; None when absent or unreadable."""
+    path = run_dir / ".hydra" / "config.yaml"
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception:  # absent, not YAML, or interpolations that no longer resolve
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _before_first_checkpoint(cfg: DictConfig, run_dir: Path, recorded: dict[str, Any]) -> bool:
+    """The record stops before any checkpoint was due (a run killed early): starting at step 0
+    rewrites only rows that a resume would rewrite too."""
+    status = read_status(run_dir) or {}
+    if status.get("state") in ("finished", "diverged"):
+        return False
+    if status.get("state") == "running" and status.get("step") not in (0, None):
+        return False  # each checkpoint (a signal's too) writes its step into status.json
+    first = min(
+        cfg.steps,
+        cfg.checkpoint_every,
+        recorded.get("checkpoint_every") or cfg.checkpoint_every,
+        *cfg.keep_checkpoints,
+        *(recorded.get("keep_checkpoints") or []),
+    )
+    rows = _last_row(run_dir) if _row_count(run_dir) else {}
+    return rows.get("step", -1) < first
+
+
+def _discard_for_restart(run_dir: Path) -> None:
+    """resume=restart: the surfaces of the discarded record go too (metrics.jsonl, status.json
+    and provenance.json are rewritten from step 0)."""
+    for path in (run_dir / "surfaces").glob("*.npz"):
+        path.unlink()
+
+
+def _already_diverged(cfg: DictConfig, run_dir: Path) -> bool:
+    """The record of this config diverged within the budget: rerunning would only repeat it."""
+    status = read_status(run_dir) or {}
+    step = status.get("step")
+    if status.get("state") != "diverged" or not isinstance(step, int) or step > cfg.steps:
+        return False
+    return (
+        cfg.resume != "restart"
+        and _row_count(run_dir) > 0
+        and _last_row(run_dir).get("step") == step
+    )
 
 
 def _already_finished(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> bool:
@@ -339,6 +492,7 @@ def train(
     validate(cfg)
     run_dir = Path(run_dir)
     check_writable(run_dir)
+    check_record_paths(run_dir)
     lock = RunLock(run_dir).acquire()
     try:
         with _torch_threads(cfg.threads):
@@ -392,6 +546,10 @@ def _train_locked(
     if _already_finished(cfg, run_dir, ckpt):
         last = _last_row(run_dir)
         return {"state": "finished", "step": cfg.steps, "reason": None, "last": last, "done": True}
+    if _already_diverged(cfg, run_dir):
+        status = read_status(run_dir)
+        last = _last_row(run_dir)
+        return {**status, "last": last, "done": True}
 
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -418,40 +576,21 @@ def _train_locked(
 
     start, truncate_to = 0, 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        probes.load_state_dict(ckpt.get("probes", {}))
+        _load_into(ckpt, model, optimizer, probes, run_dir)
         set_rng_state(ckpt["rng"])
         start, truncate_to = ckpt["step"], ckpt["metrics_bytes"]
         del ckpt
 
     # ---- accepted: from here on the run dir changes ----
-    if on_accepted is not None:
-        on_accepted()
-    for path in remove_temp_files(run_dir):
-        log.info("removed %s, left by a process killed while writing", path)
-    _record_provenance(run_dir, device, start)
-    log.info(
-        "%s: model %s (width %g), norm %s, data %s, optim %s lr %g, batch %s, steps %d, seed %d, "
-        "device %s, threads %d",
-        run_dir,
-        cfg.model.name,
-        cfg.model.width,
-        cfg.norm.name,
-        cfg.data.name,
-        cfg.optim.name,
-        cfg.optim.lr,
-        "full" if cfg.optim.full_batch else cfg.batch_size,
-        cfg.steps,
-        cfg.seed,
-        device,
-        torch.get_num_threads(),
-    )
-    if resume_note:
-        log.info(resume_note)
+    try:
+        jsonl, sink, mirror = _open_record(
+            cfg, run_dir, device, start, truncate_to, resume_note, on_accepted
+        )
+    except OSError as err:  # a full or read-only disk before the first step
+        reason = _disk_fault_message(err, run_dir)
+        raise RunFailed(_failure_line(run_dir, start, reason)) from None
     ckpt_dir = run_dir / "checkpoints"
     ckpt_path = ckpt_dir / "last.pt"
-    jsonl, sink, mirror = make_sinks(cfg, run_dir, truncate_to)
     clock = {"t0": time.perf_counter(), "step0": start}
 
     def throughput(step: int) -> float | None:
@@ -475,7 +614,6 @@ def _train_locked(
             save_checkpoint(ckpt_dir / f"step_{next_step}.pt", payload)
         write_status(run_dir, "running", next_step, None, throughput(next_step))
 
-    write_status(run_dir, "running", start)
     state, reason, last, record = "finished", None, {}, {"step": start}
     stop = _StopRequest().install()
     bar = tqdm(
@@ -588,13 +726,13 @@ def _train_locked(
         bar.close()
         stop.restore()
         reason = _disk_fault_message(err, run_dir)
-        _record_failure(run_dir, last.get("step", start), reason)
+        line = _failure_line(run_dir, last.get("step", start), reason)
         try:
             sink.close("failed")
         except OSError:
             pass
         remove_temp_files(run_dir)
-        raise RunFailed(f"run failed: {reason}; status.json says failed") from None
+        raise RunFailed(line) from None
     except Exception as err:
         _write_pending(flush)  # the rows of the steps before the error, as they were computed
         bar.close()
@@ -630,6 +768,62 @@ def _train_locked(
     return {"state": state, "step": final_step, "reason": reason, "last": last}
 
 
+def _load_into(ckpt: dict[str, Any], model, optimizer, probes, run_dir: Path) -> None:
+    """The checkpoint's weights, optimizer and probe state; CheckpointError (one line) when they
+    do not fit the model the config builds (another net's checkpoint, or changed code)."""
+    from smoothbench.checkpoint import CheckpointError
+
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        probes.load_state_dict(ckpt.get("probes", {}))
+    except (RuntimeError, ValueError, KeyError) as err:
+        detail = [line.strip() for line in str(err).splitlines() if line.strip()]
+        first = next((line for line in detail if "mismatch" in line or "key" in line), None)
+        raise CheckpointError(
+            f"checkpoint {str(run_dir / 'checkpoints' / 'last.pt')!r} does not match the model "
+            f"the config builds ({(first or detail[0] if detail else type(err).__name__)[:200]}); "
+            "nothing was changed: move it away or use the config it was written with"
+        ) from None
+
+
+def _open_record(
+    cfg, run_dir: Path, device, start: int, truncate_to: int, resume_note, on_accepted
+):
+    """Write .hydra/, provenance.json and status.json, open metrics.jsonl (cut at the checkpoint's
+    length); the sinks (metrics.jsonl's, both, the W&B mirror)."""
+    import torch
+
+    if on_accepted is not None:
+        on_accepted()
+    for path in remove_temp_files(run_dir):
+        log.info("removed %s, left by a process killed while writing", path)
+    _record_provenance(run_dir, device, start)
+    log.info(
+        "%s: model %s (width %g), norm %s, data %s, optim %s lr %g, batch %s, steps %d, seed %d, "
+        "device %s, threads %d",
+        run_dir,
+        cfg.model.name,
+        cfg.model.width,
+        cfg.norm.name,
+        cfg.data.name,
+        cfg.optim.name,
+        cfg.optim.lr,
+        "full" if cfg.optim.full_batch else cfg.batch_size,
+        cfg.steps,
+        cfg.seed,
+        device,
+        torch.get_num_threads(),
+    )
+    if resume_note:
+        log.info(resume_note)
+    if cfg.resume == "restart" and start == 0:
+        _discard_for_restart(run_dir)
+    sinks = make_sinks(cfg, run_dir, truncate_to)
+    write_status(run_dir, "running", start)
+    return sinks
+
+
 def _throughput_record(steps_per_s: float | None) -> dict[str, float]:
     """The W&B mirror's throughput key (never in metrics.jsonl, whose bytes are the run's)."""
     return {} if steps_per_s is None else {"perf/steps_per_s": steps_per_s}
@@ -644,12 +838,23 @@ def _write_pending(flush: Callable[[], Any]) -> None:
         log.warning("could not write the rows computed since the last flush")
 
 
-def _record_failure(run_dir: Path, step: int, reason: str) -> None:
-    """status.json says failed, if the disk still takes the few bytes."""
+def _record_failure(run_dir: Path, step: int, reason: str) -> bool:
+    """status.json says failed, if the disk still takes the few bytes (whether it did)."""
     try:
         write_status(run_dir, "failed", step, reason)
     except OSError:
         log.warning("could not write status.json either")
+        return False
+    return True
+
+
+def _failure_line(run_dir: Path, step: int, reason: str) -> str:
+    """The one line of a disk fault, true about what status.json now says."""
+    if _record_failure(run_dir, step, reason):
+        return f"run failed: {reason}; status.json says failed"
+    status = read_status(run_dir)
+    said = f"still says {status.get('state')}" if status else "is missing or unreadable"
+    return f"run failed: {reason}; status.json could not be updated either ({said})"
 
 
 def _record_provenance(run_dir: Path, device, start: int) -> None:
@@ -671,7 +876,7 @@ def _record_provenance(run_dir: Path, device, start: int) -> None:
 def summary_line(result: dict[str, Any], seconds: float) -> str:
     last = result["last"]
     if result.get("done"):
-        parts = [f"already finished at step {result['step']}"]
+        parts = [f"already {result['state']} at step {result['step']}"]
     else:
         parts = [f"{result['state']} at step {result['step']} in {seconds:.1f} s"]
     for key in ("train/loss", "train/acc", "test/loss", "test/acc"):

@@ -51,6 +51,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(default: the first SWEEP_DIR; . with --wandb)",
     )
     parser.add_argument("--json", action="store_true", help="also print claims.json to stdout")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 on a damaged run dir (default: skip it with a line naming the damage)",
+    )
     parser.add_argument("--confidence", type=float, default=0.95, help="interval level (0.95)")
     parser.add_argument(
         "--min-seeds",
@@ -165,8 +170,11 @@ def _load(args: argparse.Namespace) -> tuple[list[Any], str]:
         if not runs:
             raise InputError(f"--wandb {args.wandb!r}: the project has no runs")
         return runs, f"wandb:{args.wandb}"
+    from smoothbench.results import damaged_runs
+
     try:
-        runs = load_paths(args.sweep_dirs)
+        with damaged_runs(strict=args.strict):
+            runs = load_paths(args.sweep_dirs)
     except (FileNotFoundError, ValueError) as error:
         raise InputError(f"SWEEP_DIR: {error}") from None
     return runs, " ".join(args.sweep_dirs)
