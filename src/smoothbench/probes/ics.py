@@ -9,7 +9,8 @@ free of the gradient's scale (which norms, learning rates and training time all 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -22,7 +23,7 @@ from smoothbench.probes.base import (
     require_at_least,
     select_layers,
 )
-from smoothbench.probes.state import preserved
+from smoothbench.probes.state import parameters_dict, preserved
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -65,6 +66,21 @@ def _relative(distance: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > 0, distance / norm, torch.full_like(distance, float("nan")))
 
 
+def _measured_layers(
+    params: Mapping[str, nn.Parameter], layers: Mapping[str, str] | None
+) -> Mapping[str, str]:
+    """`layers`, or every trainable weight with at least 2 dimensions; unknown names refused."""
+    if layers is None:
+        return {n: n for n, p in params.items() if p.ndim >= 2}
+    unknown = [w for w in layers.values() if w not in params]
+    if unknown:
+        raise ValueError(
+            f"unknown layer parameter(s) {', '.join(unknown)}; choose trainable parameters "
+            f"of the model, e.g. {', '.join(list(params)[:3])}"
+        )
+    return layers
+
+
 def covariate_shift(
     model: nn.Module,
     loss_fn: LossFn,
@@ -95,14 +111,7 @@ def covariate_shift(
     names = list(params)
     _check_snapshot("before", before, names)
     _check_snapshot("after", after, names)
-    if layers is None:
-        layers = {n: n for n, p in params.items() if p.ndim >= 2}
-    unknown = [w for w in layers.values() if w not in params]
-    if unknown:
-        raise ValueError(
-            f"unknown layer parameter(s) {', '.join(unknown)}; choose trainable parameters "
-            f"of the model, e.g. {', '.join(names[:3])}"
-        )
+    layers = _measured_layers(params, layers)
     if not layers:
         return {}
     inputs, targets = batch
@@ -157,6 +166,36 @@ def covariate_shift(
         label: {"l2": l2, "l2_rel": l2_rel, "cosine": cosine}
         for label, (l2, l2_rel, cosine) in zip(layers, values, strict=True)
     }
+
+
+@contextmanager
+def covariate_shift_around_step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    layers: Mapping[str, str] | None = None,
+) -> Iterator[dict[str, dict[str, float]]]:
+    """`covariate_shift` of the update made inside the block, for a training loop of your own.
+
+        with covariate_shift_around_step(model, loss_fn, (x, y)) as shift:
+            optimizer.step()
+        shift["conv1.weight"]["cosine"]
+
+    Takes the `before` snapshot of every trainable parameter on entry and the `after` one on
+    exit, then fills the yielded dict with `covariate_shift(model, loss_fn, batch, before,
+    after, layers)`: empty inside the block, {label: {"l2", "l2_rel", "cosine"}} after it.
+    `batch` is the batch the update was computed on (the paper's definition compares gradients
+    on that batch). The block may hold the optimizer step alone or forward, backward and step.
+    Unknown `layers` are refused on entry, before the step; if the block raises, nothing is
+    measured. Leaves no trace, like `covariate_shift`; costs two copies of the parameters plus
+    its passes (one forward-backward, and one per measured layer).
+    """
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    _measured_layers(params, layers)  # refuse a typo before the user's step, not after it
+    before = parameters_dict(model)
+    shift: dict[str, dict[str, float]] = {}
+    yield shift
+    shift.update(covariate_shift(model, loss_fn, batch, before, parameters_dict(model), layers))
 
 
 # ---- the probe: config key probes.ics, metrics ics/layerK/{l2,l2_rel,cosine}
