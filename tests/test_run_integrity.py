@@ -656,6 +656,16 @@ def test_a_deleted_key_is_one_line_and_leaves_no_run_dir(monkeypatch, capsys, tm
         err == "smoothbench-train: error: steps has no value; set it (steps=...) or pick a scale=\n"
     )
     assert not (tmp_path / "r").exists()
+    # and no log handler of this process still points into the removed dir (the next message
+    # would try to reopen its file there and fail)
+    import logging
+
+    stale = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.FileHandler) and str(tmp_path / "r") in h.baseFilename
+    ]
+    assert not stale
 
 
 # ---- every number of the config bounded at both ends (generated from the schema) ----

@@ -914,7 +914,26 @@ def _run_dir_is_new(run_dir: Path) -> bool:
     return all(name.endswith(".log") and p.stat().st_size == 0 for name, p in entries.items())
 
 
+def _detach_log_files(run_dir: Path) -> None:
+    """Close and drop every logging file handler writing into `run_dir`: once the dir is gone, a
+    handler left behind would try to reopen its file at the next message in this process (a
+    notebook, a test session) and fail there with ENOENT."""
+    import logging
+
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    where = run_dir.resolve()
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.FileHandler):
+                if Path(handler.baseFilename).resolve().parent == where:
+                    logger.removeHandler(handler)
+                    handler.close()
+
+
 def _remove_new_run_dir(run_dir: Path) -> None:
+    _detach_log_files(run_dir)
     try:
         for p in run_dir.iterdir():
             if p.name.endswith(".log") and p.stat().st_size == 0:
