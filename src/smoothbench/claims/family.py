@@ -88,9 +88,9 @@ def prefix(run: RunData, share: float) -> RunData:
     for name, (steps, values) in run.series.items():
         keep = steps <= cut
         series[name] = (steps[keep], [v for v, k in zip(values, keep, strict=True) if k])
-    config = {**run.config, "steps": cut}
-    status = "finished" if run.status == "finished" else run.status
-    return replace(run, series=series, config=config, status=status)
+    # the status stays the run's: a prefix of a finished run finished, and a diverged run is
+    # kept diverged (conservative: its prefix may not have diverged yet)
+    return replace(run, series=series, config={**run.config, "steps": cut})
 
 
 def attach_budgets(full: Sequence[Verdict], by_budget: dict[float, Sequence[Verdict]]) -> None:

@@ -698,7 +698,7 @@ def evaluate_claim(
     )
     treated = [r for r in paired if _arm_of(claim, r) == "treatment"]
     beside = {
-        extra.metric: _seed_mean(claim, {r.seed: run_statistic(extra, r)[0] for r in treated})
+        extra.metric: _seed_mean({r.seed: run_statistic(extra, r)[0] for r in treated})
         for extra in claim.beside
     }
     if beside:
@@ -732,7 +732,7 @@ def evaluate_claim(
     )
 
 
-def _seed_mean(claim: Claim, values: Mapping[Any, float]) -> float:
+def _seed_mean(values: Mapping[Any, float]) -> float:
     """The mean over seeds of a reported statistic (NaN when none is finite)."""
     finite = [v for v in values.values() if math.isfinite(v)]
     return float(np.mean(finite)) if finite else math.nan
