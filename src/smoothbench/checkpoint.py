@@ -8,14 +8,15 @@ torn one. A file that does not load is refused, never silently replaced by a fre
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 import torch
 
+# the RNG snapshot lives with `preserved`; imported here because checkpoints store it
+from smoothbench.preserve import rng_state as rng_state
+from smoothbench.preserve import set_rng_state as set_rng_state
 from smoothbench.rundir import write_atomic
 
 REQUIRED_KEYS = ("model", "optimizer", "rng", "step", "metrics_bytes", "config")
@@ -23,26 +24,6 @@ REQUIRED_KEYS = ("model", "optimizer", "rng", "step", "metrics_bytes", "config")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used (one line, says what to do)."""
-
-
-def rng_state() -> dict:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    # torch wants CPU ByteTensors here, also for the CUDA generators' states
-    torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

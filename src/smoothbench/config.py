@@ -470,7 +470,7 @@ def hessian_max_iter() -> int:
     """The Hessian probe's Lanczos steps: it cannot find more eigenvalues than that."""
     import inspect
 
-    from smoothbench.probes.hessian import hessian_eigenvalues
+    from smoothbench.curvature import hessian_eigenvalues
 
     return inspect.signature(hessian_eigenvalues).parameters["max_iter"].default
 

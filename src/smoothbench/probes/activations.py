@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from smoothbench.preserve import preserved
 from smoothbench.probes.base import (
     Probe,
     ProbeContext,
@@ -32,7 +33,6 @@ from smoothbench.probes.base import (
     require_choice,
     select_layers,
 )
-from smoothbench.probes.state import preserved
 
 QUANTILES = (0.0, 0.05, 0.15, 0.30, 0.50, 0.70, 0.85, 0.95, 1.0)
 HIST_BINS = 64

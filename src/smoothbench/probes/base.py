@@ -11,7 +11,7 @@ The runner calls, for each probe whose schedule is due at step t:
                                           parameters around the update, given only to probes
                                           with `uses_update = True`
 Every hook leaves the model, its buffers, modes and every RNG as it found them
-(`probes.state.preserved`): a run with probes on is bitwise the run with them off.
+(`smoothbench.preserve.preserved`): a run with probes on is bitwise the run with them off.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from smoothbench.models import numbered_layers
+from smoothbench.preserve import preserved
 from smoothbench.probes.base import Probe, ProbeContext, ScheduleConfig
-from smoothbench.probes.state import preserved
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from smoothbench.preserve import preserved
 from smoothbench.probes.base import Probe, ProbeContext, ScheduleConfig
-from smoothbench.probes.state import preserved
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from smoothbench.preserve import parameters_dict, preserved
 from smoothbench.probes.base import (
     Probe,
     ProbeContext,
@@ -23,7 +24,6 @@ from smoothbench.probes.base import (
     require_at_least,
     select_layers,
 )
-from smoothbench.probes.state import parameters_dict, preserved
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

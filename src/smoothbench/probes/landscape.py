@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from smoothbench.preserve import preserved
 from smoothbench.probes.base import (
     Probe,
     ProbeContext,
@@ -21,7 +22,6 @@ from smoothbench.probes.base import (
     require_at_least,
     require_positive,
 )
-from smoothbench.probes.state import preserved
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -1,7 +1,9 @@
 """Every probe of this package, found from its modules: a module that defines `PROBE` is a probe.
 
-Nothing here lists probes by hand; the config schema (`config.ProbesConfig`), the value checks
-(`config.validate`) and the runner (`build.build_probe_runner`) all read `probe_types()`.
+Nothing here lists probes (or non-probes) by hand: every public module of the package is
+imported, and those whose `PROBE` is a `Probe` subclass are the probes. The config schema
+(`config.ProbesConfig`), the value checks (`config.validate`) and the runner
+(`build.build_probe_runner`) all read `probe_types()`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ from functools import cache
 
 from smoothbench.probes.base import Probe
 
-# modules of this package that are not probes and need not be imported to find them
-_NOT_PROBES = frozenset({"base", "registry", "runner", "schedule", "state", "lanczos", "surface"})
-
 
 @cache
 def probe_types() -> dict[str, type[Probe]]:
@@ -23,14 +22,12 @@ def probe_types() -> dict[str, type[Probe]]:
 
     found: dict[str, type[Probe]] = {}
     for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("_") or info.name in _NOT_PROBES:
+        if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         probe = getattr(module, "PROBE", None)
         if not (isinstance(probe, type) and issubclass(probe, Probe)):
             continue
-        if probe.__module__ != module.__name__:
-            continue  # a re-export (a module kept under its old name) is not a second probe
         if probe.name in found and found[probe.name] is not probe:
             raise RuntimeError(f"two probes are named {probe.name!r}")
         found[probe.name] = probe

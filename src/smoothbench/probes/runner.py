@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
+from smoothbench.preserve import parameters_dict, preserved
 from smoothbench.probes.base import Batch, Probe, select_layers
 from smoothbench.probes.hessian import in_config_terms
 from smoothbench.probes.schedule import Schedule
-from smoothbench.probes.state import parameters_dict, preserved
 
 __all__ = ["ProbeRunner", "in_config_terms", "select_layers"]
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothbench.probes.state import preserved
+from smoothbench.preserve import preserved
 
 Direction = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

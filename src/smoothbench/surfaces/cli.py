@@ -31,14 +31,14 @@ from smoothbench.build import build_data_from_config, build_model_from_config, l
 from smoothbench.checkpoint import CheckpointError, load_checkpoint
 from smoothbench.data import DataError
 from smoothbench.models import set_noise_step
-from smoothbench.probes.surface import (
+from smoothbench.surfaces.grid import (
     BN_MODES,
     filter_normalized_direction,
     interpolate_checkpoints,
     loss_surface,
 )
 
-CONF_DIR = os.environ.get("SMOOTHBENCH_CONF", str(Path(__file__).resolve().parents[2] / "conf"))
+CONF_DIR = os.environ.get("SMOOTHBENCH_CONF", str(Path(__file__).resolve().parents[3] / "conf"))
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_RANGE = (-1.0, 1.0)
 DEFAULT_INTERPOLATION_RANGE = (-0.5, 1.5)  # both endpoints and a little beyond each
