@@ -9,9 +9,10 @@
     by_scale = evaluate_by_scale(load_paths(["multirun/reproduce-cpu", "multirun/paper"]))
     print(agreement_table(by_scale))                       # cpu beside paper, per claim
 
-`registry` holds the table of claims, `statistics` turns runs into verdicts, `render` draws
-them (text, HTML, docs/claims.md) and `cli` is `smoothbench-claims`. docs/claims.md lists
-every claim.
+`registry` holds the table of claims (each placed on its figure by `smoothbench.paper`),
+`notes` reads what smoothbench measured about them (`notes.yaml`), `statistics` turns runs
+into verdicts, `render` draws them (text, HTML, docs/claims.md) and `cli` is
+`smoothbench-claims`. docs/claims.md lists every claim.
 """
 
 from smoothbench.claims.registry import (

@@ -8,12 +8,20 @@ means anything. `smoothbench.claims.statistics` evaluates them; nothing here com
 Reading a claim: "treatment vs control" is e.g. "norm=batch vs norm=none"; the effect per seed
 is treatment / control (ratio) or treatment - control (difference), and the claim holds when
 the confidence interval of that effect across seeds lies on the stated side of `null`.
+
+Two things a claim does not hold here: its figure (and by default its preset) comes from the
+figure table, `smoothbench.paper`, whose rows list the ids of the claims they back; and what
+smoothbench measured about it (why a verdict is what it is, or why it differs by scale) is
+data, `notes.yaml`, read by `smoothbench.claims.notes`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from smoothbench import paper
+from smoothbench.claims.notes import by_claim, load_notes
 
 # Directions: the effect is above `null`, below it, or inside `band` (all ends inclusive-free).
 DIRECTIONS = (">", "<", "within")
@@ -136,10 +144,12 @@ class Claim:
 
     Attributes:
         id: stable identifier (claims.json, links, tests).
-        figure: the figure it reads, as the report names it (e.g. "fig4"; links).
+        figure: the figure it reads, as the report names it (e.g. "fig4"; links): the row of
+            the figure table (smoothbench.paper) that lists the claim's id.
         source: the paper that makes the claim ("Santurkar et al. 2018, Fig. 4").
         statement: the claim in words.
-        presets: the experiment presets whose runs it reads (config key `experiment`).
+        presets: the experiment presets whose runs it reads (config key `experiment`): its
+            figure's preset unless the claim names others.
         where: config values every read run must have (e.g. {"optim.lr": 0.1}).
         compare: the config key the arms differ in ("norm.name", "model.shortcut"); None for
             a claim about one arm.
@@ -158,10 +168,11 @@ class Claim:
             chance accuracy), instead of failing the "finished" precondition.
         needs: for a claim the shipped presets or probes do not measure yet: what it needs.
         scale_note: why this claim's verdict at the small scales (smoke/cpu) is expected to
-            differ from the paper scale, a measured reason; None when no difference is known.
+            differ from the paper scale, a measured reason (notes.yaml); None when no
+            difference is known.
         note: what smoothbench measured that explains a verdict other than "holds" at any
-            scale (e.g. a measurement that cannot show the effect by construction); shown in
-            the why of a failing or inconclusive verdict and in docs/claims.md.
+            scale (e.g. a measurement that cannot show the effect by construction; notes.yaml);
+            shown in the why of a failing or inconclusive verdict and in docs/claims.md.
         kind: "paper", "check" or "sensitivity" (see KINDS).
         beside: statistics of the treatment arm reported beside the verdict (mean over seeds),
             never deciding it (e.g. γ/σ beside the damping ratio of Thm 4.1).
@@ -271,32 +282,35 @@ def _median(metric: str, transform: str | None = None) -> Statistic:
     return Statistic("median_after_warmup", metric, transform=transform, min_points=PROBE_POINTS)
 
 
+def _claim(id: str, presets: tuple[str, ...] = (), **fields: Any) -> Claim:
+    """A claim placed by the figure table (smoothbench.paper): its figure is the row that lists
+    its id, and it reads that figure's preset unless `presets` names the ones it reads."""
+    row = paper.figure_of_claim(id)
+    return Claim(id=id, figure=row.name, presets=presets or (row.preset,), **fields)
+
+
 TRAIN_AUC = Statistic("mean_over_steps", "train/acc", min_points=10)
 FINAL_TEST = Statistic("final", "test/acc")
 
 
 def _training_claims() -> list[Claim]:
     return [
-        Claim(
+        _claim(
             id="bn_trains_faster",
-            figure="fig1",
             source=f"{SANTURKAR}, Fig. 1",
             statement="At lr 0.1, VGG with BatchNorm trains faster than without: its training "
             "accuracy, averaged over the run, is higher.",
-            presets=("fig1",),
             where={"optim.lr": 0.1},
             statistic=TRAIN_AUC,
             comparison="difference",
             direction=">",
             preconditions=BOTH_TRAIN,
         ),
-        Claim(
+        _claim(
             id="bn_tolerates_high_lr",
-            figure="fig1",
             source=f"{SANTURKAR}, Fig. 1",
             statement="At lr 0.5, VGG with BatchNorm trains and reaches a higher final test "
             "accuracy than without (a diverged standard net counts at chance).",
-            presets=("fig1",),
             where={"optim.lr": 0.5},
             statistic=FINAL_TEST,
             comparison="difference",
@@ -311,16 +325,14 @@ def _distribution_claims() -> list[Claim]:
     claims = []
     for moment, words in (("mean", "means"), ("var", "variances")):
         claims.append(
-            Claim(
+            _claim(
                 id=f"bn_{moment}_not_more_stable",
-                figure="fig1",
                 source=f"{SANTURKAR}, Figs 1c, 2, 8",
                 statement=f"BatchNorm does not make the activation distributions more stable: "
                 f"at the input of the next layer (after norm, noise and ReLU), the batch "
                 f"{words} of individual activations change between measurements, relative to "
                 "their spread (|Δμ|/σ, |Δvar|/var), at least 0.8 times as much as without BN "
                 "(non-inferiority margin 0.8).",
-                presets=("fig1",),
                 where={"optim.lr": 0.1},
                 statistic=_median(f"act/layer*/{moment}_change_rel"),
                 comparison="ratio",
@@ -330,13 +342,11 @@ def _distribution_claims() -> list[Claim]:
             )
         )
     claims.append(
-        Claim(
+        _claim(
             id="noisy_bn_trains_like_bn",
-            figure="fig2",
             source=f"{SANTURKAR}, Fig. 2",
             statement="Noisy BatchNorm (Algorithm 1) trains nearly as well as BatchNorm: its "
             "run-averaged training accuracy is at most 0.05 below BN's.",
-            presets=("fig2",),
             treatment="noisy_batch",
             control="batch",
             statistic=TRAIN_AUC,
@@ -347,9 +357,8 @@ def _distribution_claims() -> list[Claim]:
         )
     )
     claims.append(
-        Claim(
+        _claim(
             id="noisy_bn_moments_change_more",
-            figure="fig8",
             source=f"{SANTURKAR}, Figs 2, 8",
             statement="Check that the noise of Algorithm 1 is injected: noisy BatchNorm's "
             "activation means at the next layer's input move more between measurements (raw "
@@ -358,7 +367,6 @@ def _distribution_claims() -> list[Claim]:
             "not a finding. (Relative to each unit's spread, |Δμ|/σ, the noise also widens σ, "
             "and the comparison is the paper claims' business, not this check's.)",
             kind="check",
-            presets=("fig2",),
             treatment="noisy_batch",
             control="none",
             statistic=_median("act/layer*/mean_change"),
@@ -368,13 +376,11 @@ def _distribution_claims() -> list[Claim]:
         )
     )
     claims.append(
-        Claim(
+        _claim(
             id="noise_without_bn_hurts",
-            figure="fig2",
             source=f"{SANTURKAR}, §2.1",
             statement="The same noise without BatchNorm (norm=noise) hurts the standard net: its "
             "run-averaged training accuracy is lower than the standard net's.",
-            presets=("fig2",),
             treatment="noise",
             control="none",
             statistic=TRAIN_AUC,
@@ -389,10 +395,7 @@ def _distribution_claims() -> list[Claim]:
 
 def _ics_claims() -> list[Claim]:
     claims = []
-    for net, preset, figure, pre, where in (
-        ("vgg", "fig3", "fig3", BOTH_TRAIN, {}),
-        ("dln", "fig3_dln", "fig3_dln", DLN_TRAINS, DLN_PRIMARY),
-    ):
+    for net, pre, where in (("vgg", BOTH_TRAIN, {}), ("dln", DLN_TRAINS, DLN_PRIMARY)):
         for measure, metric, transform, words in (
             # scale-free: BN changes the gradient's scale, so the raw ‖G − G′‖ (logged as
             # ics/layerK/l2) compares two scales as much as two shifts
@@ -400,14 +403,12 @@ def _ics_claims() -> list[Claim]:
             ("cosine", "ics/layer*/cosine", "one_minus", "1 − cos(G, G′)"),
         ):
             claims.append(
-                Claim(
+                _claim(
                     id=f"bn_no_ics_reduction_{net}_{measure}",
-                    figure=figure,
                     source=f"{SANTURKAR}, Fig. 3",
                     statement=f"BatchNorm does not reduce internal covariate shift in the "
                     f"{net.upper()}: {words} with BN is at least 0.8 times the standard "
                     "net's (non-inferiority margin 0.8).",
-                    presets=(preset,),
                     where=where,
                     statistic=_median(metric, transform),
                     comparison="ratio",
@@ -428,18 +429,16 @@ SMOOTHNESS = (
 
 def _smoothness_claims() -> list[Claim]:
     claims = []
-    for net, preset, pre, fig, where in (
-        ("vgg", "fig4", BOTH_TRAIN, "Fig. 4", {}),
-        ("dln", "fig10", DLN_TRAINS, "Fig. 10", DLN_PRIMARY),
+    for net, pre, fig, where in (
+        ("vgg", BOTH_TRAIN, "Fig. 4", {}),
+        ("dln", DLN_TRAINS, "Fig. 10", DLN_PRIMARY),
     ):
         for name, metric, words in SMOOTHNESS:
             claims.append(
-                Claim(
+                _claim(
                     id=f"bn_lowers_{name}_{net}",
-                    figure=preset,
                     source=f"{SANTURKAR}, {fig}",
                     statement=f"BatchNorm lowers the {words} of the {net.upper()}.",
-                    presets=(preset,),
                     where=where,
                     statistic=_median(metric),
                     comparison="ratio",
@@ -475,13 +474,11 @@ def _lp_claims() -> list[Claim]:
     claims = []
     for norm, words in (("l1", "ℓ1"), ("l2", "ℓ2"), ("linf", "ℓ∞")):
         claims.append(
-            Claim(
+            _claim(
                 id=f"{norm}_trains_like_bn",
-                figure="lp",
                 source=f"{SANTURKAR}, §3.3, Fig. 5",
                 statement=f"{words} normalization trains like BatchNorm: its run-averaged "
                 "training accuracy is at most 0.05 below BN's.",
-                presets=("lp",),
                 treatment=norm,
                 control="batch",
                 statistic=TRAIN_AUC,
@@ -491,18 +488,16 @@ def _lp_claims() -> list[Claim]:
                 preconditions=BOTH_TRAIN,
             )
         )
-        for net, preset, pre, fig, where in (
-            ("vgg", "lp", BOTH_TRAIN, "Fig. 12", {}),
-            ("dln", "lp_dln", DLN_TRAINS, "Fig. 13", DLN_PRIMARY),
+        for net, pre, fig, where in (
+            ("vgg", BOTH_TRAIN, "Fig. 12", {}),
+            ("dln", DLN_TRAINS, "Fig. 13", DLN_PRIMARY),
         ):
             claims.append(
-                Claim(
+                _claim(
                     id=f"{norm}_smooths_like_bn_{net}",
-                    figure=preset,
                     source=f"{SANTURKAR}, {fig}",
                     statement=f"{words} normalization lowers the loss variation along the "
                     f"gradient of the {net.upper()}, as BatchNorm does.",
-                    presets=(preset,),
                     where=where,
                     treatment=norm,
                     control="none",
@@ -522,12 +517,10 @@ def _hessian_claims() -> list[Claim]:
         ("trace", "hessian/trace", "the Hessian trace"),
     ):
         claims.append(
-            Claim(
+            _claim(
                 id=f"bn_lowers_{name}",
-                figure="hessian",
                 source="Santurkar et al. 2018 §4; Yao et al. 2020 (PyHessian)",
                 statement=f"BatchNorm lowers {words} of ResNets with shortcuts.",
-                presets=("hessian",),
                 where={"model.shortcut": True},
                 statistic=_median(metric),
                 comparison="ratio",
@@ -536,12 +529,10 @@ def _hessian_claims() -> list[Claim]:
             )
         )
         claims.append(
-            Claim(
+            _claim(
                 id=f"shortcut_lowers_{name}",
-                figure="hessian",
                 source="Li et al. 2018; Yao et al. 2020 (PyHessian)",
                 statement=f"Shortcuts lower {words} of ResNets without BatchNorm.",
-                presets=("hessian",),
                 where={"norm.name": "none"},
                 compare="model.shortcut",
                 treatment=True,
@@ -553,14 +544,12 @@ def _hessian_claims() -> list[Claim]:
             )
         )
     claims.append(
-        Claim(
+        _claim(
             id="bn_damps_gradient",
-            figure="fig4",
             source=f"{SANTURKAR}, Thm 4.1",
             statement="Thm 4.1's mechanism: a BN layer damps the gradient it passes back: "
             "the median over probe steps (after warm-up) and BN layers of ‖∇_y L‖/‖∇_z L‖ "
             "is below 1 (γ/σ, which scales it, is reported beside it).",
-            presets=("fig4",),
             compare=None,
             treatment=None,
             control=None,
@@ -573,9 +562,8 @@ def _hessian_claims() -> list[Claim]:
         )
     )
     claims.append(
-        Claim(
+        _claim(
             id="bn_damping_every_step",
-            figure="fig4",
             source=f"{SANTURKAR}, Thm 4.1",
             kind="check",
             statement="Check of the bn probe: Thm 4.1's identity holds at every recorded step "
@@ -605,23 +593,20 @@ def _hessian_claims() -> list[Claim]:
 
 def _literature_claims() -> list[Claim]:
     return [
-        Claim(
+        _claim(
             id="bn_removes_hessian_outliers",
-            figure="hessian",
             source="Ghorbani et al. 2019",
             statement="Without BatchNorm the Hessian spectrum has isolated outlier eigenvalues "
             "far above the bulk; BatchNorm removes them: λ_max relative to the bulk's edge is "
             "lower with BN.",
-            presets=("hessian",),
             where={"model.shortcut": True},
             statistic=Statistic("outlier_ratio", "hessian/lambda_max", min_points=PROBE_POINTS),
             comparison="ratio",
             direction="<",
             preconditions=BOTH_TRAIN,
         ),
-        Claim(
+        _claim(
             id="edge_of_stability",
-            figure="eos",
             source="Cohen et al. 2021",
             statement="Under full-batch gradient descent at a constant lr, λ_max rises to about "
             "2/lr and hovers there: late in training λ_max · lr / 2 lies in (0.8, 1.5).",
@@ -642,34 +627,20 @@ def _literature_claims() -> list[Claim]:
 
 
 # ---------------------------------------------------------------------------------------------
-# what smoothbench measured about the claims: a note is quoted in the why of a verdict the data
-# decide against the claim (or leave open); a scale note stands beside the agreement of the cpu
-# and paper verdicts. Each is a measurement under the current protocol (docs/protocol.md), with
-# the command that reproduces it; a protocol change voids the notes measured under the old one.
-
-# Why the shortcut claims are untestable at scale=cpu: the plain net never trains there.
-PLAIN_RESNET_AT_CHANCE = (
-    "at scale=cpu (ResNet-20 at width 1/4: 4-16 channels) the net without BN and without "
-    "shortcuts stays at chance (test accuracy 0.100 at 400 steps) under Glorot init and under "
-    "Kaiming init, seeds 0-2 (smoothbench-train experiment=hessian scale=cpu norm=none "
-    "model.shortcut=false model.init=kaiming seed=S): through 19 narrow ReLU layers the signal "
-    "fades (logit std 0.02 at init under Kaiming; 0.55-0.72 at width 1), so the comparison "
-    "needs the paper-scale width"
-)
-NOTES: dict[str, str] = {}
-SCALE_NOTES: dict[str, str] = {
-    "shortcut_lowers_lambda_max": PLAIN_RESNET_AT_CHANCE,
-    "shortcut_lowers_trace": PLAIN_RESNET_AT_CHANCE,
-}
+# what smoothbench measured about the claims (notes.yaml): a note is quoted in the why of a
+# verdict the data decide against the claim (or leave open); a scale note stands beside the
+# agreement of the cpu and paper verdicts. Each says where it was measured.
 
 
 def _with_findings(claims: list[Claim]) -> tuple[Claim, ...]:
-    """The claims with their measured notes (NOTES, SCALE_NOTES) attached."""
-    unknown = (set(NOTES) | set(SCALE_NOTES)) - {c.id for c in claims}
-    if unknown:  # pragma: no cover - a typo in the findings
-        raise RuntimeError(f"notes for unknown claims: {', '.join(sorted(unknown))}")
+    """The claims with their measured notes (notes.yaml) attached."""
+    measured = load_notes(SCALES)
+    notes, scale_notes = by_claim(measured, "note"), by_claim(measured, "scale_note")
+    unknown = (set(notes) | set(scale_notes)) - {c.id for c in claims}
+    if unknown:
+        raise ValueError(f"notes.yaml: notes for unknown claims: {', '.join(sorted(unknown))}")
     return tuple(
-        replace(c, note=NOTES.get(c.id, c.note), scale_note=SCALE_NOTES.get(c.id, c.scale_note))
+        replace(c, note=notes.get(c.id, c.note), scale_note=scale_notes.get(c.id, c.scale_note))
         for c in claims
     )
 

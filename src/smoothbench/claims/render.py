@@ -504,7 +504,8 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
     lines = [
         "# The claims smoothbench tests",
         "",
-        "<!-- generated from src/smoothbench/claims/registry.py by "
+        "<!-- generated from src/smoothbench/claims/registry.py, notes.yaml beside it and "
+        "src/smoothbench/paper.py by "
         "`smoothbench-claims --markdown > docs/claims.md`; do not edit -->",
         "",
         "`smoothbench-claims SWEEP_DIR...` checks each claim below on the runs of a sweep (or of",
@@ -571,6 +572,13 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
         "a seed's effect is the mean over its pairs. Every read run must have finished (a",
         "diverged run counts only where a claim says so, at chance accuracy). A statistic needs",
         "its minimum number of points, or the claim is inconclusive.",
+        "",
+        "Where a claim sits: its figure is the row of the figure table,",
+        "`src/smoothbench/paper.py`, that lists its id (the same table names the figure's",
+        "preset, analysis script and W&B sections), and a claim reads that figure's preset",
+        "unless it names others. What smoothbench measured about a claim (the notes at the",
+        "end) is data, `src/smoothbench/claims/notes.yaml`, each note with the scale, preset,",
+        "seeds and protocol version it was measured at and the command that reproduces it.",
         "",
         "| id | kind | figure | statement | source | presets | statistic | comparison "
         "| preconditions |",
