@@ -52,6 +52,12 @@ def make_parser(name: str, description: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=name, description=description)
     parser.add_argument("paths", nargs="*", help="run dirs, sweep dirs or glob patterns")
     parser.add_argument("--out", default="figures", help="output dir (default: figures)")
+    parser.add_argument(
+        "--name",
+        default=name,
+        help=f"output file name, <out>/<name>.pdf and .png (default: {name}; a figure drawn by "
+        "another figure's script is saved under its own name)",
+    )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from W&B instead")
     parser.add_argument("--group", help="W&B group to read (with --wandb)")
     parser.add_argument(
@@ -97,6 +103,7 @@ def run_script(
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    name = args.name
     set_style()
     try:
         with damaged_runs(strict=args.strict):

@@ -1,6 +1,9 @@
 """Paper Fig. 10: Fig. 4's smoothness measures for the deep linear network (log-scale y).
 
-python analysis/fig10.py multirun/fig10/<date> --out figures/
+The Fig. 4 script (analysis/fig4.py) with the arguments of Fig. 10's row in the figure table
+(smoothbench.paper); arguments given here come after them, so they win.
+
+    python analysis/fig10.py multirun/fig10/<date> --out figures/
 """
 
 from __future__ import annotations
@@ -8,39 +11,23 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+import fig4
 import matplotlib.pyplot as plt
 import pandas as pd
-from _common import DLN, add_smoothness_arguments, run_script, smoothness_figure
 
-NAME = "fig10"
-METRICS = ["landscape/*"]  # what the figure reads (fnmatch patterns)
+from smoothbench import paper
 
-
-def make_figure(
-    df: pd.DataFrame, model: str | None = DLN, band: str = "minmax", logy: bool = True
-) -> plt.Figure:
-    """Fig. 4's panels for the DLN runs, y axes in log scale (the DLN's losses span decades)."""
-    return smoothness_figure(df, model=model, band=band, logy=logy)
+ARGS = paper.figure("fig10").args  # --model dln --logy --name fig10
 
 
-def add_arguments(parser) -> None:
-    add_smoothness_arguments(parser, default_model=DLN, default_logy=True)
-
-
-def build(df, args) -> plt.Figure:
-    """The figure from the loaded runs and the parsed command line (also used by the report)."""
-    return make_figure(df, args.model, args.band, args.logy)
+def make_figure(df: pd.DataFrame, band: str = "minmax") -> plt.Figure:
+    """Fig. 4's panels as Fig. 10's row draws them."""
+    args = fig4.parse(ARGS)
+    return fig4.make_figure(df, args.model, band, args.logy)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_script(
-        NAME,
-        argv,
-        __doc__,
-        build,
-        add_arguments,
-        metrics=METRICS,
-    )
+    return fig4.main([*ARGS, *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

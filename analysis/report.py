@@ -2,7 +2,7 @@
 
 It opens with a provenance banner (scale, steps, width, data, seeds, git commit, package
 versions, device, wall times from timings.tsv, W&B links), then the claims table when the runs
-have one, then every figure of the figure table (analysis/figures.py), each drawn only from
+have one, then every figure of the figure table (smoothbench.paper), each drawn only from
 the runs of its own preset; a figure whose runs lack what it compares is listed as not
 drawable, with the reason. Then final accuracies per preset (the swept keys and the results),
 run statuses and the commands that produced the runs.
@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -62,6 +62,7 @@ class FigureResult:
     preset: str
     title: str
     script: str
+    args: tuple[str, ...] = ()  # the script's arguments for this figure (its table row's)
     png: bytes | None = None
     reasons: list[str] = field(default_factory=list)
 
@@ -121,7 +122,8 @@ def build_figures(
     save_to: Path | None = None,
 ) -> list[FigureResult]:
     """Each spec whose preset has runs: drawn, or not drawable with the reasons. Runs without a
-    preset (ad hoc sweeps) get every script that can draw them."""
+    preset (ad hoc sweeps) get every drawing of the table (a script with its arguments) that
+    can draw them, named by the first figure drawn so."""
     results = []
     for spec in specs:
         runs = groups.get(spec.preset)
@@ -130,8 +132,12 @@ def build_figures(
         results.append(_one_figure(spec, runs, band, save_to))
     adhoc = groups.get(NO_PRESET)
     if adhoc:
-        for script in dict.fromkeys(s.script for s in specs):
-            spec = FigureSpec(script, script, NO_PRESET)
+        drawings: dict[tuple[str, tuple[str, ...]], FigureSpec] = {}
+        for spec in specs:
+            drawings.setdefault((spec.script, spec.args), spec)
+        for spec in drawings.values():
+            # the table's requirements are about its presets' sweeps, not about ad hoc runs
+            spec = replace(spec, preset=NO_PRESET, requires=())
             result = _one_figure(spec, adhoc, band, save_to)
             if result.png is not None:
                 results.append(result)
@@ -142,7 +148,7 @@ def _one_figure(
     spec: FigureSpec, runs: Sequence[RunRecord], band: str, save_to: Path | None
 ) -> FigureResult:
     module = figure_module(spec.script)
-    result = FigureResult(spec.name, spec.preset, figure_title(module), spec.script)
+    result = FigureResult(spec.name, spec.preset, figure_title(module), spec.script, spec.args)
     result.reasons = unmet_requirements(spec, requirement_values(runs))
     if result.reasons:
         return result
@@ -575,7 +581,7 @@ def render_html(
     parts.append("<h2>Figures</h2>")
     for figure in figures:
         where = f"preset <code>{e(figure.preset)}</code>"
-        command = f"python analysis/{e(figure.script)}.py"
+        command = e(" ".join(["python", f"analysis/{figure.script}.py", *figure.args]))
         if figure.png is None:
             parts.append(
                 f'<div class="notdrawable" id="{e(figure.name)}"><b>{e(figure.name)}</b> '
@@ -674,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="+",
         choices=[f.name for f in FIGURES],
         default=None,
-        help="figures to try (default: every figure of analysis/figures.py)",
+        help="figures to try (default: every figure of the table, analysis/figures.py)",
     )
     parser.add_argument(
         "--save-figures",
