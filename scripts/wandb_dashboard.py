@@ -4,10 +4,12 @@
     python scripts/wandb_dashboard.py --entity E --project P         # save every workspace
     python scripts/wandb_dashboard.py --entity E --project P --scale cpu --figures fig1 fig4
 
-Each workspace shows the runs of one W&B group, `<experiment>-<scale>` (the `experiment` preset of
-conf/experiment/*.yaml at one `scale`: smoke, cpu and paper runs never average together), grouped
-by the config keys that preset sweeps, so seeds of one setting are averaged into a mean line with a
-min-max band. The x-axis is our own `step` metric (the sink declares it the step metric of every
+The panels come from the figure table, `smoothbench.paper`: a preset's workspace holds the W&B
+sections of every figure drawn from that preset. Each workspace shows the runs of one W&B group,
+`<experiment>-<scale>` (the `experiment` preset of conf/experiment/*.yaml at one `scale`: smoke,
+cpu and paper runs never average together), grouped by the config keys its figures compare (the
+keys the preset sweeps), so seeds of one setting are averaged into a mean line with a min-max
+band. The x-axis is our own `step` metric (the sink declares it the step metric of every
 key); `train/two_over_lr` is a key the sink derives for the Hessian panel. Needs
 `pip install 'smoothbench[dashboards]'` and a W&B login for the real mode; `--dry-run` needs
 neither. Each real run saves new workspaces (views).
@@ -20,27 +22,12 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
+from smoothbench import paper
+from smoothbench.paper import Panel, Section
 from smoothbench.sinks import run_group
 
 X_AXIS = "step"
 SCALES = ("smoke", "cpu", "paper")
-NORM = "norm.name"
-LR = "optim.lr"
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One line plot: its metric keys (docs/metrics.md) drawn against `step`."""
-
-    title: str
-    y: tuple[str, ...]
-    log_y: bool = False
-
-
-@dataclass(frozen=True)
-class Section:
-    name: str
-    panels: tuple[Panel, ...]
 
 
 @dataclass(frozen=True)
@@ -53,142 +40,22 @@ class FigureSpec:
     sections: tuple[Section, ...]
 
 
-def one(key: str, title: str | None = None, log_y: bool = False) -> Panel:
-    """A panel of a single metric key."""
-    return Panel(title or key, (key,), log_y)
-
-
-def landscape(log_y: bool = False, fig: str = "Fig. 4") -> Section:
-    """Loss variation, gradient predictiveness, effective beta-smoothness (docs/science.md §4)."""
-    keys = ("loss_variation", "grad_pred_max", "beta_smoothness")
-    return Section(
-        f"Loss landscape along the gradient ({fig})",
-        tuple(one(f"landscape/{k}", log_y=log_y) for k in keys),
+def workspace_spec(preset: str) -> FigureSpec:
+    """The workspace of one preset, from the figure table (smoothbench.paper): named for its
+    first figure, grouped by the keys its figures compare, with every figure's sections."""
+    figures = paper.figures_of(preset)
+    if not figures:
+        raise ValueError(f"unknown preset {preset!r}; choose from: {', '.join(paper.presets())}")
+    return FigureSpec(
+        f"smoothbench {preset}: {figures[0].title}",
+        preset,
+        tuple(dict.fromkeys(key for f in figures for key in f.compares)),
+        tuple(section for f in figures for section in f.dashboard),
     )
 
 
-def activation_hists(layers: tuple[int, ...], fig: str) -> Section:
-    """The activation histograms of the given layers."""
-    # W&B draws a line plot of a histogram key as the histogram over steps
-    return Section(
-        f"Activation distributions ({fig})",
-        tuple(one(f"act/layer{k}/hist") for k in layers),
-    )
-
-
-def ics(layers: tuple[int, ...]) -> Section:
-    """ICS of each layer: l2 distance and cosine of G and G'."""
-    return Section(
-        "Internal covariate shift (Fig. 3)",
-        tuple(one(f"ics/layer{k}/{m}") for k in layers for m in ("l2", "cosine")),
-    )
-
-
-def moment_changes(layers: tuple[int, ...]) -> Section:
-    """Fig. 8: the change of the activations' mean and variance; they span decades, so log y."""
-    return Section(
-        "Activation moment changes (Fig. 8)",
-        tuple(
-            one(f"act/layer{k}/{m}", log_y=True)
-            for k in layers
-            for m in ("mean_change", "var_change")
-        ),
-    )
-
-
-def accuracy(fig: str | None = None) -> Section:
-    return Section(f"Accuracy ({fig})" if fig else "Accuracy", (one("train/acc"), one("test/acc")))
-
-
-ACCURACY = accuracy()
-# the Hessian's top eigenvalue against 2/lr, the stability threshold of gradient descent
-LAMBDA_MAX_VS_2_OVER_LR = Panel(
-    "hessian/lambda_max against 2/lr (edge of stability)",
-    ("hessian/lambda_max", "train/two_over_lr"),
-)
-
-FIGURES: dict[str, FigureSpec] = {
-    "eos": FigureSpec(
-        "smoothbench eos: deep linear network under gradient descent at two learning rates",
-        "eos",
-        (LR,),
-        (Section("Edge of stability", (LAMBDA_MAX_VS_2_OVER_LR, one("train/loss"))),),
-    ),
-    "fig1": FigureSpec(
-        "smoothbench fig1: VGG-16 with/without BN at lr 0.1 and 0.5",
-        "fig1",
-        (NORM, LR),
-        (ACCURACY, activation_hists((3, 11), "Fig. 1c")),
-    ),
-    "fig2": FigureSpec(
-        "smoothbench fig2: standard vs BN vs noisy BN",
-        "fig2",
-        (NORM,),
-        (
-            accuracy("Fig. 2"),
-            activation_hists((2, 9, 13), "Fig. 2"),
-            moment_changes((2, 9, 13)),
-        ),
-    ),
-    "fig3": FigureSpec(
-        "smoothbench fig3: ICS of VGG-16 with/without BN", "fig3", (NORM,), (ics((5, 10)),)
-    ),
-    "fig3_dln": FigureSpec(
-        "smoothbench fig3_dln: ICS of the deep linear network with/without BN",
-        "fig3_dln",
-        (NORM, LR),
-        (ics((9, 17)),),
-    ),
-    "fig4": FigureSpec(
-        "smoothbench fig4: VGG-16 landscape with/without BN",
-        "fig4",
-        (NORM,),
-        (accuracy("Fig. 4"), landscape()),
-    ),
-    # the deep linear network's losses span orders of magnitude
-    "fig10": FigureSpec(
-        "smoothbench fig10: deep linear network landscape with/without BN",
-        "fig10",
-        (NORM, LR),  # the mapped paper lr and its 0.5x, 2x sensitivity
-        (landscape(log_y=True, fig="Fig. 10"),),
-    ),
-    "lp": FigureSpec(
-        "smoothbench lp: lp normalizations on VGG-16",
-        "lp",
-        (NORM,),
-        (
-            Section("Accuracy (Fig. 5)", (one("train/acc"),)),
-            activation_hists((3, 11), "Fig. 6"),
-            landscape(fig="Fig. 12"),
-        ),
-    ),
-    "lp_dln": FigureSpec(
-        "smoothbench lp_dln: lp normalizations on the deep linear network",
-        "lp_dln",
-        (NORM,),
-        (landscape(log_y=True, fig="Fig. 13"),),
-    ),
-    "hessian": FigureSpec(
-        "smoothbench hessian: ResNet-20/56 with/without BN and shortcut",
-        "hessian",
-        ("model.name", "model.shortcut", NORM),
-        (
-            Section(
-                "Hessian over training",
-                (one("hessian/lambda_max"), one("hessian/trace"), LAMBDA_MAX_VS_2_OVER_LR),
-            ),
-        ),
-    ),
-    "surfaces": FigureSpec(
-        "smoothbench surfaces: ResNet-56 with/without BN and shortcut (training)",
-        "surfaces",
-        ("model.shortcut", NORM),
-        (
-            Section("Loss", (one("train/loss"), one("test/loss"))),
-            ACCURACY,
-        ),
-    ),
-}
+# one workspace per preset, in the order of the figure table
+FIGURES: dict[str, FigureSpec] = {preset: workspace_spec(preset) for preset in paper.presets()}
 
 
 def wandb_group(spec: FigureSpec, scale: str) -> str:
