@@ -24,12 +24,10 @@ import torch.nn.functional as F
 import torchvision
 from sklearn.datasets import load_digits
 
+from smoothbench.curvature import HessianOperator, hessian_eigenvalues, hessian_trace
 from smoothbench.probes import (
-    HessianOperator,
     covariate_shift_around_step,
     gradient_landscape,
-    hessian_eigenvalues,
-    hessian_trace,
     landscape_step_sizes,
 )
 
@@ -53,8 +51,8 @@ def probe(model, batch) -> dict[str, float]:
     landscape = gradient_landscape(model, F.cross_entropy, batch, etas, grad=grad)
     # One graph for both Hessian measurements; batch statistics (bn_mode="train"), as training.
     op = HessianOperator(model, F.cross_entropy, batch, bn_mode="train")
-    eigenvalues, info = hessian_eigenvalues(None, None, None, k=1, tol=1e-2, operator=op)
-    trace, trace_stderr = hessian_trace(None, None, None, n_probes=8, rtol=0, operator=op)
+    eigenvalues, info = hessian_eigenvalues(op, k=1, tol=1e-2)
+    trace, trace_stderr = hessian_trace(op, n_probes=8, rtol=0)
     return {
         "landscape/loss_variation": landscape["loss_variation"],
         "landscape/beta_smoothness": landscape["beta_smoothness"],

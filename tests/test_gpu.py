@@ -76,11 +76,11 @@ def probe_values(device: str) -> dict[str, np.ndarray]:
     """Every probe on one fixed float64 model and batch, moved to `device`. Random vectors
     are drawn on the CPU and moved, so both devices see the same ones."""
     from smoothbench.build import build_data_from_config, build_model_from_config, cross_entropy
+    from smoothbench.curvature import HessianOperator, hessian_eigenvalues
+    from smoothbench.curvature.lanczos import gaussian_density, slq_nodes
     from smoothbench.models import numbered_layers
     from smoothbench.probes.activations import activation_stats
-    from smoothbench.probes.bn_damping import bn_gradient_damping
-    from smoothbench.probes.hessian import HessianOperator, hessian_eigenvalues
-    from smoothbench.probes.lanczos import gaussian_density, slq_nodes
+    from smoothbench.probes.bn import bn_gradient_damping
     from smoothbench.probes.landscape import gradient_landscape, landscape_step_sizes
 
     cfg = compose_config("scale=smoke", "model.width=0.0625")
@@ -103,9 +103,7 @@ def probe_values(device: str) -> dict[str, np.ndarray]:
         out[f"bn/{layer}"] = np.asarray([values["grad_ratio"], values["gamma_over_sigma"]])
     op = HessianOperator(model, cross_entropy, batch)
     for which in ("largest", "smallest"):
-        values, info = hessian_eigenvalues(
-            None, None, None, k=1, tol=1e-6, max_iter=200, which=which, operator=op
-        )
+        values, info = hessian_eigenvalues(op, k=1, tol=1e-6, max_iter=200, which=which)
         assert info["converged"], which
         out[f"hessian/{which}"] = values
     g = torch.Generator().manual_seed(0)  # CPU draws, moved: identical probes on both devices
@@ -128,7 +126,7 @@ def read_on_cpu_only(run_dir: Path) -> None:
     """The surface tool and the results loader on `run_dir` with every GPU hidden."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "WANDB_MODE": "disabled"}
     surface = subprocess.run(
-        [sys.executable, "-m", "smoothbench.surface", f"run_dir={run_dir}", "points=5",
+        [sys.executable, "-m", "smoothbench.surfaces.cli", f"run_dir={run_dir}", "points=5",
          "subset=64", "batch_size=32", "device=auto"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smoothbench.preserve import parameters_dict
 from smoothbench.probes import covariate_shift, covariate_shift_around_step
-from smoothbench.probes.state import parameters_dict
 
 
 def model_and_optimizer():
@@ -87,14 +87,3 @@ def test_nothing_is_measured_when_the_block_raises():
         with covariate_shift_around_step(model, F.cross_entropy, batch) as shift:
             raise RuntimeError("diverged")
     assert shift == {}
-
-
-def test_the_package_name_stays_the_function_after_the_registry_imports_every_module():
-    """The old module probes/covariate_shift.py bears the same name as the function."""
-    import smoothbench.probes as probes
-    from smoothbench.probes.covariate_shift import covariate_shift as old_name
-    from smoothbench.probes.registry import probe_types
-
-    probe_types.cache_clear()
-    probe_types()  # imports every module of the package, the old one included
-    assert probes.covariate_shift is covariate_shift is old_name

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from smoothbench.probes.surface import (
+from smoothbench.surfaces import (
     filter_normalized_direction,
     interpolate_checkpoints,
     loss_surface,
@@ -313,14 +313,14 @@ def cached_data(cfg):
 
 @pytest.fixture
 def fast_data(monkeypatch):
-    monkeypatch.setattr("smoothbench.surface.build_data_from_config", cached_data)
+    monkeypatch.setattr("smoothbench.surfaces.cli.build_data_from_config", cached_data)
 
 
 def compose(config_name: str, overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from smoothbench.surface import CONF_DIR
+    from smoothbench.surfaces.cli import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides)
@@ -363,7 +363,7 @@ def run_dir(tmp_path_factory):
 
 
 def run_surface(overrides: list[str]):
-    from smoothbench.surface import load_surface, run
+    from smoothbench.surfaces.cli import load_surface, run
 
     return load_surface(run(compose("surface", overrides)))
 
@@ -375,7 +375,7 @@ def run_cli(args: list[str], cwd):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "smoothbench.surface", *args],
+        [sys.executable, "-m", "smoothbench.surfaces.cli", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -460,7 +460,7 @@ def test_entry_point_interpolation_endpoints_are_the_checkpoints(run_dir, fast_d
     ],
 )
 def test_entry_point_rejects_bad_settings(run_dir, override, message, fast_data):
-    from smoothbench.surface import SurfaceError, run
+    from smoothbench.surfaces.cli import SurfaceError, run
 
     overrides = [f"run_dir={run_dir}", "tile.count=2", *SMALL, override]
     with pytest.raises(SurfaceError, match=message):
@@ -477,7 +477,7 @@ def test_entry_point_missing_run_dir_is_one_line_and_exit_code_2(tmp_path):
 
 
 def test_entry_point_never_overwrites_unless_asked(run_dir, fast_data):
-    from smoothbench.surface import SurfaceError, run
+    from smoothbench.surfaces.cli import SurfaceError, run
 
     overrides = [f"run_dir={run_dir}", "points=2", "name=once", *SMALL]
     run(compose("surface", overrides))
@@ -491,7 +491,7 @@ def test_entry_point_never_overwrites_unless_asked(run_dir, fast_data):
 
 
 def test_merge_refuses_missing_or_disagreeing_tiles(run_dir, fast_data):
-    from smoothbench.surface import SurfaceError, run
+    from smoothbench.surfaces.cli import SurfaceError, run
 
     base = [f"run_dir={run_dir}", "points=3", "name=parts", "tile.count=3", *SMALL]
     run(compose("surface", [*base, "tile.index=0"]))
@@ -538,7 +538,7 @@ def copy_of_run(run_dir, tmp_path):
     ids=["bad-yaml", "a-list", "scalar-section", "missing-values"],
 )
 def test_malformed_run_config_is_one_surface_error(run_dir, tmp_path, content, message):
-    from smoothbench.surface import SurfaceError, run
+    from smoothbench.surfaces.cli import SurfaceError, run
 
     broken = copy_of_run(run_dir, tmp_path)
     (broken / ".hydra" / "config.yaml").write_text(content)
@@ -582,7 +582,7 @@ def test_a_checkpoint_written_on_cuda_loads_on_a_cpu_only_machine(
     monkeypatch.setattr(ts, "location_tag", lambda storage: "cuda:0")
     save_checkpoint(moved / "checkpoints" / "last.pt", payload)
     monkeypatch.undo()
-    monkeypatch.setattr("smoothbench.surface.build_data_from_config", cached_data)
+    monkeypatch.setattr("smoothbench.surfaces.cli.build_data_from_config", cached_data)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="CUDA"):  # the forged tag really says CUDA
         torch.load(moved / "checkpoints" / "last.pt", weights_only=True)

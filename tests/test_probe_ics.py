@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from smoothbench.preserve import parameters_dict
 from smoothbench.probes.ics import covariate_shift
-from smoothbench.probes.state import parameters_dict
 
 
 class CalledOutOfOrder(nn.Module):

@@ -1,5 +1,7 @@
-"""Hessian probes against the dense Hessian of tiny nets (torch.autograd.functional.hessian in
-float64 over the flat parameter vector) and against closed forms."""
+"""smoothbench.curvature against the dense Hessian of tiny nets (torch.autograd.functional.hessian
+in float64 over the flat parameter vector) and against closed forms. Every function takes a
+`HessianOperator`; the probes' functions of (model, loss_fn, batch) are tested in
+test_probe_hessian.py."""
 
 from __future__ import annotations
 
@@ -10,71 +12,20 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hessian_nets import bn_cnn, bn_mlp, ce, cnn_batch, mlp_batch
 from torch import nn
 from torch.func import functional_call
 
-from smoothbench.models.norms import LpNorm, NoisyBatchNorm
-from smoothbench.probes.hessian import (
+from smoothbench.curvature import (
     HessianOperator,
     gradient_topk_share,
     hessian_density,
     hessian_eigenvalues,
     hessian_trace,
-    hvp,
     power_iteration,
 )
-from smoothbench.probes.lanczos import lanczos_extremes
-
-ce = nn.functional.cross_entropy
-
-
-def _fill(model: nn.Module, seed: int, scale: float) -> nn.Module:
-    """Deterministic parameters and non-trivial running statistics from a private generator."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-        for name, b in model.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=g) * 0.5)
-            elif name.endswith(("running_var", "running_scale")):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-    return model
-
-
-def bn_mlp(seed: int = 7, scale: float = 2.0, norm=nn.BatchNorm1d) -> nn.Module:
-    """4 → 6 → 6 → 3, BN + tanh twice: 117 parameters."""
-    layers: list[nn.Module] = []
-    width = 4
-    for _ in range(2):
-        layers += [nn.Linear(width, 6), norm(6), nn.Tanh()]
-        width = 6
-    layers.append(nn.Linear(width, 3))
-    return _fill(nn.Sequential(*layers), seed, scale)
-
-
-def bn_cnn(seed: int = 1) -> nn.Module:
-    """Conv(2→3, 3×3) + BN2d + ReLU, 2×2 average pool, Linear(12→3): 102 parameters."""
-    model = nn.Sequential(
-        nn.Conv2d(2, 3, 3, padding=1),
-        nn.BatchNorm2d(3),
-        nn.ReLU(),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(12, 3),
-    )
-    return _fill(model, seed, 0.7)
-
-
-def mlp_batch(seed: int = 107, n: int = 12):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
-
-
-def cnn_batch(seed: int = 3, n: int = 6):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 2, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
-
+from smoothbench.curvature.lanczos import lanczos_extremes
+from smoothbench.models.norms import LpNorm, NoisyBatchNorm
 
 CASES = {"mlp": (bn_mlp, mlp_batch), "cnn": (bn_cnn, cnn_batch)}
 
@@ -123,7 +74,7 @@ def test_hvp_matches_dense(case, bn_mode, oracle):
     model, batch = make_model(), make_batch()
     h, _ = oracle(case, bn_mode)
     v = torch.randn(h.shape[0], generator=torch.Generator().manual_seed(5))
-    out = hvp(model, ce, batch, v, bn_mode=bn_mode)
+    out = HessianOperator(model, ce, batch, bn_mode).matvec(v)
     expected = h @ v.double()
     assert out.shape == v.shape and out.dtype == torch.float32
     assert torch.linalg.vector_norm(out.double() - expected) <= 1e-5 * torch.linalg.vector_norm(
@@ -138,10 +89,8 @@ def test_top3_eigenvalues_match_dense(method, case, bn_mode, oracle):
     make_model, make_batch = CASES[case]
     h, _ = oracle(case, bn_mode)
     exact = torch.linalg.eigvalsh(h).numpy()[::-1][:3]
-    values, info = hessian_eigenvalues(
-        make_model(), ce, make_batch(), k=3, tol=1e-5, bn_mode=bn_mode, method=method,
-        return_eigenvectors=True,
-    )  # fmt: skip
+    op = HessianOperator(make_model(), ce, make_batch(), bn_mode)
+    values, info = hessian_eigenvalues(op, k=3, tol=1e-5, method=method, return_eigenvectors=True)
     assert relerr(values, exact) < 1e-4
     assert np.all(np.diff(values) <= 0)
     assert info["converged"] and info["bn_mode"] == bn_mode and info["method"] == method
@@ -159,9 +108,8 @@ def test_top3_eigenvalues_match_dense(method, case, bn_mode, oracle):
 def test_smallest_eigenvalues_ascending(method, oracle):
     h, _ = oracle("mlp", "train")
     exact = torch.linalg.eigvalsh(h).numpy()[:2]
-    values, info = hessian_eigenvalues(
-        bn_mlp(), ce, mlp_batch(), k=2, tol=1e-5, which="smallest", method=method
-    )
+    op = HessianOperator(bn_mlp(), ce, mlp_batch())
+    values, info = hessian_eigenvalues(op, k=2, tol=1e-5, which="smallest", method=method)
     assert exact[0] < 0 and relerr(values, exact) < 1e-4 and values[0] <= values[1]
     assert info["converged"]
 
@@ -171,9 +119,10 @@ def test_algebraic_max_where_power_iteration_reports_the_negative_one(oracle):
     spectrum = torch.linalg.eigvalsh(h).numpy()
     lam_min, lam_max = spectrum[0], spectrum[-1]
     assert -lam_min > 1.5 * lam_max > 0  # this BN net in training mode is such a case
-    (top,), info = hessian_eigenvalues(bn_mlp(), ce, mlp_batch(), k=1, tol=1e-4)
+    op = HessianOperator(bn_mlp(), ce, mlp_batch())
+    (top,), info = hessian_eigenvalues(op, k=1, tol=1e-4)
     assert abs(top - lam_max) < 1e-4 * lam_max and info["converged"]
-    power, power_info = power_iteration(bn_mlp(), ce, mlp_batch(), tol=1e-4)
+    power, power_info = power_iteration(op, tol=1e-4)
     assert power < 0 and abs(power - lam_min) < 1e-2 * abs(lam_min)
     assert power_info["method"] == "power" and power_info["hvps"] > 0
 
@@ -184,8 +133,11 @@ def test_eval_mode_hessian_differs_from_train_mode(oracle):
     top_train = torch.linalg.eigvalsh(h_train)[-1].item()
     top_eval = torch.linalg.eigvalsh(h_eval)[-1].item()
     assert abs(top_train - top_eval) > 0.1 * abs(top_train)
-    (ours_train,), _ = hessian_eigenvalues(bn_cnn(), ce, cnn_batch(), tol=1e-5, bn_mode="train")
-    (ours_eval,), _ = hessian_eigenvalues(bn_cnn(), ce, cnn_batch(), tol=1e-5, bn_mode="eval")
+    train_op = HessianOperator(bn_cnn(), ce, cnn_batch(), "train")
+    eval_op = HessianOperator(bn_cnn(), ce, cnn_batch(), "eval")
+    (ours_train,), info_train = hessian_eigenvalues(train_op, tol=1e-5)
+    (ours_eval,), info_eval = hessian_eigenvalues(eval_op, tol=1e-5)
+    assert (info_train["bn_mode"], info_eval["bn_mode"]) == ("train", "eval")
     assert relerr(ours_train, top_train) < 1e-4 and relerr(ours_eval, top_eval) < 1e-4
 
 
@@ -197,7 +149,7 @@ def _model_state(model: nn.Module):
 
 @pytest.mark.parametrize("bn_mode", ["train", "eval"])
 @pytest.mark.parametrize("norm", [nn.BatchNorm1d, LpNorm, NoisyBatchNorm])
-def test_probes_leave_model_and_rngs_untouched(bn_mode, norm):
+def test_operator_and_every_measurement_leave_model_and_rngs_untouched(bn_mode, norm):
     make = (lambda n: LpNorm(n, 2)) if norm is LpNorm else norm
     model = bn_mlp(norm=make)
     model.train()
@@ -209,15 +161,16 @@ def test_probes_leave_model_and_rngs_untouched(bn_mode, norm):
     batch = mlp_batch()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        hvp(model, ce, batch, torch.ones(117), bn_mode=bn_mode)
-        _, info = hessian_eigenvalues(model, ce, batch, k=2, bn_mode=bn_mode,
-                                      return_eigenvectors=True)  # fmt: skip
-        hessian_eigenvalues(model, ce, batch, k=1, bn_mode=bn_mode, method="eigsh")
-        power_iteration(model, ce, batch, max_iter=5, bn_mode=bn_mode)
-        hessian_trace(model, ce, batch, n_probes=5, min_probes=2, bn_mode=bn_mode)
-        hessian_density(model, ce, batch, steps=5, n_probes=2, bn_mode=bn_mode)
-        gradient_topk_share(model, ce, batch, info["eigenvectors"], bn_mode=bn_mode)
-        hvp(model, ce, batch, torch.ones(117), bn_mode=bn_mode, chunk_size=5)
+        op = HessianOperator(model, ce, batch, bn_mode)
+        op.matvec(torch.ones(117))
+        _, info = hessian_eigenvalues(op, k=2, return_eigenvectors=True)
+        hessian_eigenvalues(op, k=1, method="eigsh")
+        power_iteration(op, max_iter=5)
+        hessian_trace(op, n_probes=5, min_probes=2)
+        hessian_density(op, steps=5, n_probes=2)
+        first_order = HessianOperator(model, ce, batch, bn_mode, second_order=False)
+        gradient_topk_share(first_order, info["eigenvectors"])
+        HessianOperator(model, ce, batch, bn_mode, chunk_size=5).matvec(torch.ones(117))
     after_tensors, after_modes = _model_state(model)
     assert after_modes == modes
     for k, v in tensors.items():
@@ -232,7 +185,7 @@ def test_noisy_bn_hessian_uses_the_step_noise():
     batch = mlp_batch()
     h, _ = dense(model, ce, batch, "train")
     v = torch.randn(117, generator=torch.Generator().manual_seed(2))
-    out = hvp(model, ce, batch, v)
+    out = HessianOperator(model, ce, batch).matvec(v)
     assert torch.allclose(out.double(), h @ v.double(), rtol=1e-5, atol=1e-5)
 
 
@@ -262,9 +215,10 @@ def scale_problem(n: int = 10, d: int = 7):
 def test_chunks_average_the_mean_loss(chunk_size):
     model, batch, diag = scale_problem()
     v = torch.arange(1.0, 8.0)
-    out = hvp(model, squared_error, batch, v, chunk_size=chunk_size)
+    op = HessianOperator(model, squared_error, batch, chunk_size=chunk_size)
+    out = op.matvec(v)
     torch.testing.assert_close(out.double(), diag * v.double(), rtol=1e-6, atol=1e-6)
-    (top,), _ = hessian_eigenvalues(model, squared_error, batch, tol=1e-6, chunk_size=chunk_size)
+    (top,), _ = hessian_eigenvalues(op, tol=1e-6)
     assert abs(top - diag.max().item()) < 1e-5 * diag.max().item()  # not scaled by chunk count
 
 
@@ -281,7 +235,8 @@ def test_chunks_on_bn_net_in_eval_mode_match_dense(oracle):
 def test_trace_exact_for_a_diagonal_hessian():
     # Rademacher probes have zero variance on a diagonal matrix: zᵀDz = tr D for every z.
     model, batch, diag = scale_problem()
-    mean, stderr = hessian_trace(model, squared_error, batch, n_probes=50, min_probes=4)
+    op = HessianOperator(model, squared_error, batch)
+    mean, stderr = hessian_trace(op, n_probes=50, min_probes=4)
     assert abs(mean - diag.sum().item()) < 1e-5 * diag.sum().item() and stderr < 1e-5
 
 
@@ -298,7 +253,7 @@ def test_trace_stops_on_standard_error(oracle):
     h, _ = oracle("cnn", "train")
     rtol, min_probes = 0.15, 10
     op = HessianOperator(bn_cnn(), ce, cnn_batch())
-    mean, stderr = hessian_trace(None, None, None, n_probes=200, rtol=rtol, operator=op)
+    mean, stderr = hessian_trace(op, n_probes=200, rtol=rtol)
     samples = _probe_trace_by_hand(h, seed=0, n_probes=200)
     stop = next(
         n
@@ -314,7 +269,8 @@ def test_trace_stops_on_standard_error(oracle):
 def test_trace_with_many_probes_is_close_and_stderr_is_honest(oracle):
     h, _ = oracle("mlp", "train")
     n = 1500
-    mean, stderr = hessian_trace(bn_mlp(), ce, mlp_batch(), n_probes=n, rtol=0, seed=3)
+    op = HessianOperator(bn_mlp(), ce, mlp_batch())
+    mean, stderr = hessian_trace(op, n_probes=n, rtol=0, seed=3)
     # Rademacher: Var(zᵀHz) = 2 Σ_{i≠j} H_ij²
     off = h - torch.diag(torch.diag(h))
     expected_stderr = float(torch.sqrt(2 * (off**2).sum() / n))
@@ -323,15 +279,17 @@ def test_trace_with_many_probes_is_close_and_stderr_is_honest(oracle):
 
 
 def test_trace_warns_when_max_probes_reached():
+    op = HessianOperator(bn_mlp(), ce, mlp_batch())
     with pytest.warns(RuntimeWarning, match="n_probes=3"):
-        hessian_trace(bn_mlp(), ce, mlp_batch(), n_probes=3, min_probes=2, rtol=1e-9)
+        hessian_trace(op, n_probes=3, min_probes=2, rtol=1e-9)
 
 
 def test_density_integrates_to_one_and_has_the_dense_mean_and_support(oracle):
     h, _ = oracle("mlp", "train")
     spectrum = torch.linalg.eigvalsh(h).numpy()
     n, probes = h.shape[0], 24
-    grid, density = hessian_density(bn_mlp(), ce, mlp_batch(), steps=80, n_probes=probes)
+    op = HessianOperator(bn_mlp(), ce, mlp_batch())
+    grid, density = hessian_density(op, steps=80, n_probes=probes)
     assert grid.shape == density.shape and np.all(density >= 0)
     assert abs(np.trapezoid(density, grid) - 1) < 1e-12
     assert grid[0] <= spectrum[0] and grid[-1] >= spectrum[-1]
@@ -351,9 +309,8 @@ def test_density_integrates_to_one_and_has_the_dense_mean_and_support(oracle):
 def test_density_on_a_given_grid_and_sigma():
     model, batch, diag = scale_problem()
     grid = np.linspace(0, diag.max().item() + 1, 4001)
-    xs, density = hessian_density(
-        model, squared_error, batch, steps=7, n_probes=3, sigma=0.05, grid=grid
-    )
+    op = HessianOperator(model, squared_error, batch)
+    xs, density = hessian_density(op, steps=7, n_probes=3, sigma=0.05, grid=grid)
     assert np.array_equal(xs, grid) and abs(np.trapezoid(density, xs) - 1) < 1e-12
     # Exact quadrature: bumps of width 0.05 centred on the 7 diagonal entries.
     peaks = [xs[i] for i in range(1, len(xs) - 1) if density[i - 1] < density[i] > density[i + 1]]
@@ -365,34 +322,38 @@ def test_gradient_topk_share_matches_dense_projection(oracle):
     _, vecs = torch.linalg.eigh(h)
     top3 = vecs[:, -3:]
     expected = float((top3.T @ g).pow(2).sum() / g.pow(2).sum())
-    given = gradient_topk_share(bn_mlp(), ce, mlp_batch(), top3.T.float())
+    first_order = HessianOperator(bn_mlp(), ce, mlp_batch(), second_order=False)
+    given = gradient_topk_share(first_order, top3.T.float())
     assert abs(given - expected) < 1e-5
-    _, info = hessian_eigenvalues(bn_mlp(), ce, mlp_batch(), k=3, tol=1e-6,
-                                  return_eigenvectors=True)  # fmt: skip
-    found = gradient_topk_share(bn_mlp(), ce, mlp_batch(), info["eigenvectors"])
+    op = HessianOperator(bn_mlp(), ce, mlp_batch())
+    _, info = hessian_eigenvalues(op, k=3, tol=1e-6, return_eigenvectors=True)
+    found = gradient_topk_share(op, info["eigenvectors"])
     assert abs(found - expected) < 1e-4
     assert 0 < expected < 1
 
 
 def test_not_converging_warns_and_says_so():
     with pytest.warns(RuntimeWarning, match="NOT converged"):
-        _, info = hessian_eigenvalues(bn_mlp(), ce, mlp_batch(), k=2, tol=1e-9, max_iter=4)
+        op = HessianOperator(bn_mlp(), ce, mlp_batch())
+        _, info = hessian_eigenvalues(op, k=2, tol=1e-9, max_iter=4)
     assert info["converged"] is False and info["hvps"] >= 4
 
 
-def test_same_seed_same_result_and_graph_built_once():
+def test_same_seed_same_result_on_one_operator_or_two():
     op = HessianOperator(bn_cnn(), ce, cnn_batch())
-    a, info_a = hessian_eigenvalues(None, None, None, k=2, seed=4, operator=op)
-    b, info_b = hessian_eigenvalues(bn_cnn(), ce, cnn_batch(), k=2, seed=4)
-    assert np.array_equal(a, b) and info_a["hvps"] == info_b["hvps"] == op.hvps
-    assert info_a["residuals"] == info_b["residuals"]
+    a, info_a = hessian_eigenvalues(op, k=2, seed=4)
+    b, info_b = hessian_eigenvalues(op, k=2, seed=4)  # the same graph, asked again
+    c, info_c = hessian_eigenvalues(HessianOperator(bn_cnn(), ce, cnn_batch()), k=2, seed=4)
+    assert np.array_equal(a, b) and np.array_equal(a, c)
+    assert info_a["hvps"] == info_b["hvps"] == info_c["hvps"] and op.hvps == 2 * info_a["hvps"]
+    assert info_a["residuals"] == info_b["residuals"] == info_c["residuals"]
 
 
 def test_works_under_no_grad(oracle):
     h, _ = oracle("cnn", "train")
     v = torch.ones(h.shape[0])
     with torch.no_grad():
-        out = hvp(bn_cnn(), ce, cnn_batch(), v)
+        out = HessianOperator(bn_cnn(), ce, cnn_batch()).matvec(v)
     torch.testing.assert_close(out.double(), h @ v.double(), rtol=1e-5, atol=1e-6)
 
 
@@ -415,14 +376,18 @@ def test_lanczos_restarts_past_an_invariant_subspace():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"bn_mode": "running"}, "unknown bn_mode 'running'; choose one of: train, eval"),
         ({"which": "biggest"}, "unknown which 'biggest'; choose one of: largest, smallest"),
         ({"method": "arnoldi"}, "unknown method 'arnoldi'; choose one of: lanczos, eigsh"),
     ],
 )
 def test_bad_settings_name_the_value_and_the_choices(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        hessian_eigenvalues(bn_mlp(), ce, mlp_batch(), **kwargs)
+        hessian_eigenvalues(HessianOperator(bn_mlp(), ce, mlp_batch()), **kwargs)
+
+
+def test_bad_bn_mode_names_the_value_and_the_choices():
+    with pytest.raises(ValueError, match="unknown bn_mode 'running'; choose one of: train, eval"):
+        HessianOperator(bn_mlp(), ce, mlp_batch(), "running")
 
 
 def test_first_order_graph_is_built_once_and_rebuilt_per_product_only_in_chunks():
@@ -442,8 +407,9 @@ def test_first_order_graph_is_built_once_and_rebuilt_per_product_only_in_chunks(
 def test_random_vectors_are_drawn_where_the_operator_lives_in_its_dtype(monkeypatch):
     """Every start and probe vector comes from a generator on the parameters' device, in their
     dtype: no float64 host draw copied per vector (what made probes slow on a GPU)."""
-    import smoothbench.probes.hessian as hessian_module
-    import smoothbench.probes.lanczos as lanczos_module
+    import smoothbench.curvature.eigenvalues as eigenvalues_module
+    import smoothbench.curvature.lanczos as lanczos_module
+    import smoothbench.curvature.trace as trace_module
 
     draws = []
     real = lanczos_module.random_vector
@@ -452,14 +418,14 @@ def test_random_vectors_are_drawn_where_the_operator_lives_in_its_dtype(monkeypa
         draws.append((generator.device, dtype, torch.device(device), kind))
         return real(n, generator, dtype=dtype, device=device, kind=kind)
 
-    monkeypatch.setattr(hessian_module, "random_vector", spy)
-    monkeypatch.setattr(lanczos_module, "random_vector", spy)
+    for module in (eigenvalues_module, trace_module, lanczos_module):
+        monkeypatch.setattr(module, "random_vector", spy)
     model = bn_mlp().double()
     batch = mlp_batch()
-    batch = (batch[0].double(), batch[1])
-    hessian_eigenvalues(model, ce, batch, k=1)
-    hessian_trace(model, ce, batch, n_probes=4, min_probes=2, rtol=0)
-    hessian_density(model, ce, batch, steps=5, n_probes=2)
+    op = HessianOperator(model, ce, (batch[0].double(), batch[1]))
+    hessian_eigenvalues(op, k=1)
+    hessian_trace(op, n_probes=4, min_probes=2, rtol=0)
+    hessian_density(op, steps=5, n_probes=2)
     assert len(draws) == 1 + 4 + 2
     assert {d[1] for d in draws} == {torch.float64}  # the parameters' dtype, not a fixed one
     assert all(g == dev == torch.device("cpu") for g, _, dev, _ in draws)
@@ -467,7 +433,7 @@ def test_random_vectors_are_drawn_where_the_operator_lives_in_its_dtype(monkeypa
 
 
 def test_draws_are_deterministic_per_seed_and_leave_global_rngs_alone():
-    from smoothbench.probes.lanczos import device_generator, random_vector
+    from smoothbench.curvature.lanczos import device_generator, random_vector
 
     state = torch.get_rng_state()
     a = random_vector(1000, device_generator(3, "cpu"), dtype=torch.float32, device="cpu")
@@ -485,76 +451,28 @@ def test_trace_budget_in_products_stops_short_and_says_so():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a budget stop is reported, not warned about
         mean, stderr, info = hessian_trace(
-            None, None, None, n_probes=200, rtol=1e-9, max_hvps=7, return_info=True, operator=op
+            op, n_probes=200, rtol=1e-9, max_hvps=7, return_info=True
         )
     assert info["probes"] == info["hvps"] == op.hvps == 7
     assert info["stopped_short"] and not info["converged"]
     # the budgeted estimate is the unbudgeted run's first 7 probes
-    full, full_stderr = hessian_trace(bn_mlp(), ce, mlp_batch(), n_probes=7, rtol=0)
+    fresh = HessianOperator(bn_mlp(), ce, mlp_batch())
+    full, full_stderr = hessian_trace(fresh, n_probes=7, rtol=0)
     assert (mean, stderr) == (full, full_stderr)
     # converging within the budget is not stopping short
-    _, _, info = hessian_trace(
-        bn_mlp(), ce, mlp_batch(), n_probes=200, rtol=0.5, max_hvps=150, return_info=True
-    )
+    _, _, info = hessian_trace(fresh, n_probes=200, rtol=0.5, max_hvps=150, return_info=True)
     assert info["converged"] and not info["stopped_short"] and info["probes"] < 150
     # a time budget already spent still draws the two probes a standard error needs
-    _, _, info = hessian_trace(
-        bn_mlp(), ce, mlp_batch(), n_probes=200, max_seconds=1e-9, return_info=True
-    )
+    _, _, info = hessian_trace(fresh, n_probes=200, max_seconds=1e-9, return_info=True)
     assert info["probes"] == 2 and info["stopped_short"]
 
 
 def test_density_budget_runs_whole_probes_and_says_when_it_stopped_short():
-    grid, density, info = hessian_density(
-        bn_mlp(), ce, mlp_batch(), steps=10, n_probes=5, max_hvps=25, return_info=True
-    )
+    op = HessianOperator(bn_mlp(), ce, mlp_batch())
+    grid, density, info = hessian_density(op, steps=10, n_probes=5, max_hvps=25, return_info=True)
     assert info["probes"] == 2 and info["hvps"] == 20 and info["stopped_short"]
     assert abs(np.trapezoid(density, grid) - 1) < 1e-12
-    _, _, info = hessian_density(
-        bn_mlp(), ce, mlp_batch(), steps=10, n_probes=2, max_hvps=25, return_info=True
-    )
+    _, _, info = hessian_density(op, steps=10, n_probes=2, max_hvps=25, return_info=True)
     assert info["probes"] == 2 and not info["stopped_short"]
     with pytest.raises(ValueError, match="max_hvps must be a positive integer or None, got 0"):
-        hessian_density(bn_mlp(), ce, mlp_batch(), max_hvps=0)
-
-
-class _FixedBatch:
-    """The one piece of the run's data the Hessian probe uses: its fixed measurement batch."""
-
-    def __init__(self, batch):
-        self.batch = batch
-
-    def fixed_subset(self, n: int, seed: int = 0):
-        return self.batch
-
-
-def _hessian_probe(**settings):
-    from smoothbench.probes.base import ProbeContext
-    from smoothbench.probes.hessian import HessianProbe, HessianSettings
-
-    context = ProbeContext(model=bn_cnn(), loss_fn=ce, data=_FixedBatch(cnn_batch()))
-    return HessianProbe(HessianSettings(**settings), context)
-
-
-def test_probe_records_when_its_hvp_budget_stops_trace_and_density_short():
-    probe = _hessian_probe(
-        trace_rtol=1e-6, trace_max_hvps=5, density=True, density_steps=4, density_max_hvps=6
-    )
-    records = probe.measure(0, probe.measurement_batch(None))
-    # one product per trace probe: a cap of 5 products is 5 probes, short of rtol=1e-6
-    assert records["hessian/trace_probes"] == 5
-    assert records["hessian/trace_stopped_short"] is True
-    # a density probe costs density_steps=4 products: the second would pass the cap of 6
-    assert records["hessian/density_probes"] == 1
-    assert records["hessian/density_stopped_short"] is True
-    # the new keys come after every existing one: rows keep their key order
-    keys = list(records)
-    assert keys.index("hessian/hvps") < keys.index("hessian/trace_probes")
-
-
-def test_probe_without_a_budget_reaches_trace_rtol_on_an_easy_problem():
-    probe = _hessian_probe(trace_rtol=0.15)
-    records = probe.measure(0, probe.measurement_batch(None))
-    assert records["hessian/trace_stopped_short"] is False
-    assert 10 <= records["hessian/trace_probes"] < 200  # rtol met, not the probe-count cap
-    assert "hessian/density_probes" not in records  # density off: no density keys
+        hessian_density(op, max_hvps=0)
