@@ -242,6 +242,8 @@ class ConfigError(ValueError):
 
 
 BATCH_STATISTIC_NORMS = ("batch", "noisy_batch", "l1", "l2", "linf")
+# Presets that only mean something for ResNets: they sweep model.shortcut, which no other net has
+RESNET_PRESETS = ("hessian", "surfaces")
 MAX_THREADS = 1024
 RESUME_MODES = ("auto", "from_checkpoint", "restart")
 
@@ -326,6 +328,7 @@ def validate(cfg: Any) -> None:
     if extra:
         raise ConfigError(f"unknown key {extra[0]!r}; `--cfg job` lists the allowed keys")
     _choice("model", cfg.model.name, MODEL_NAMES)
+    check_preset_model(cfg.experiment, cfg.model.name)
     _choice("norm", cfg.norm.name, NORM_NAMES)
     _choice("data", cfg.data.name, DATA_NAMES)
     _choice("optimizer", cfg.optim.name, OPTIMIZER_NAMES)
@@ -396,6 +399,18 @@ def validate(cfg: Any) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("device=cuda but no CUDA device is available; use device=auto or cpu")
     check_memory(cfg)
+
+
+def check_preset_model(experiment: str | None, model: str) -> None:
+    """Refuse a net the preset cannot compare, rather than run it (a preset takes any other
+    choice from the command line as it is)."""
+    from smoothbench.models.resnet import RESNET_SPECS
+
+    if experiment in RESNET_PRESETS and model not in RESNET_SPECS:
+        raise ConfigError(
+            f"experiment={experiment} compares ResNets with and without shortcuts, and "
+            f"model={model} has none; choose one of: {', '.join(RESNET_SPECS)}"
+        )
 
 
 def _validate_probes(probes: Any) -> None:
