@@ -62,6 +62,7 @@ class TraceEstimate:
 
     @property
     def relative_error(self) -> float:
+        """error / |trace| (inf for a zero trace): what `rtol` is compared with."""
         return self.error / abs(self.trace) if self.trace != 0 else math.inf
 
 
@@ -118,9 +119,12 @@ def _met(entry: tuple[int, float, float], rtol: float) -> bool:
 
 def _resolve(operator, size, dtype, device) -> tuple[Matvec, int, torch.dtype, torch.device]:
     """(matvec, size, dtype, device) of an operator, its bound matvec, or a plain callable."""
-    owner = operator if hasattr(operator, "matvec") else getattr(operator, "__self__", None)
-    if owner is not None and all(hasattr(owner, a) for a in ("matvec", "size", "dtype", "device")):
-        return owner.matvec, int(owner.size), owner.dtype, torch.device(owner.device)
+    if hasattr(operator, "matvec"):
+        owner, matvec = operator, operator.matvec
+    else:  # a bound method: its object knows the size, dtype and device
+        owner, matvec = getattr(operator, "__self__", None), operator
+    if owner is not None and all(hasattr(owner, a) for a in ("size", "dtype", "device")):
+        return matvec, int(owner.size), owner.dtype, torch.device(owner.device)
     if not callable(operator):
         raise TypeError(
             f"operator must have matvec/size/dtype/device or be a callable, got {type(operator)}"
