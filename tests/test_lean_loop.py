@@ -100,7 +100,7 @@ def test_divergence_inside_a_block_ends_the_run_at_that_step(smoke, tmp_path, mo
 
 
 def test_evaluate_sums_as_a_loop_of_item_calls():
-    from smoothbench.train import evaluate
+    from smoothbench.run.session import evaluate
 
     data = load_digits_images(test_fraction=0.2)
     torch.manual_seed(0)

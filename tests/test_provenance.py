@@ -90,7 +90,7 @@ def test_a_resume_keeps_the_first_record(smoke, tmp_path, caplog):
     # as if the start had run elsewhere: the resume keeps that record and says what differs
     (tmp_path / "provenance.json").write_text(json.dumps({**first, "threads": 7}))
     kept = (tmp_path / "provenance.json").read_bytes()
-    with caplog.at_level("WARNING", logger="smoothbench.train"):
+    with caplog.at_level("WARNING", logger="smoothbench"):
         result = train(smoke("steps=6", "checkpoint_every=2", "probes=off"), tmp_path)
     assert result["state"] == "finished" and result["step"] == 6
     assert (tmp_path / "provenance.json").read_bytes() == kept

@@ -22,6 +22,7 @@ from conftest import REPO, cli, read_metrics, read_status
 
 from smoothbench.checkpoint import load_checkpoint
 from smoothbench.config import ConfigError, validate
+from smoothbench.run.record import RunFailed
 from smoothbench.rundir import LOCK_NAME, RunDirBusy, RunLock
 from smoothbench.train import summary_line, train
 
@@ -88,14 +89,13 @@ def test_missing_metrics_is_refused_and_rerun_from_step_0(smoke, tmp_path):
 
 
 def test_metrics_are_on_disk_before_each_checkpoint(smoke, tmp_path, monkeypatch):
-    import smoothbench.checkpoint as checkpoint
-    import smoothbench.train as train_module
+    import smoothbench.run.session as session
 
     events = []
-    real_fsync, real_save = train_module._fsync, checkpoint.save_checkpoint
-    monkeypatch.setattr(train_module, "_fsync", lambda p: (events.append("fsync"), real_fsync(p)))
+    real_fsync, real_save = session._fsync, session.save_checkpoint
+    monkeypatch.setattr(session, "_fsync", lambda p: (events.append("fsync"), real_fsync(p)))
     monkeypatch.setattr(
-        checkpoint, "save_checkpoint", lambda p, d: (events.append("save"), real_save(p, d))
+        session, "save_checkpoint", lambda p, d: (events.append("save"), real_save(p, d))
     )
     train(smoke("steps=4", *COMMON), tmp_path)
     assert events == ["fsync", "save", "fsync", "save"]
@@ -269,7 +269,6 @@ def test_status_heartbeat_is_updated_at_each_checkpoint(smoke, tmp_path, monkeyp
 
 
 def test_full_disk_fails_in_one_line_and_damages_nothing(smoke, tmp_path, monkeypatch):
-    import smoothbench.train as train_module
     from smoothbench.sinks import JsonlSink
 
     cfg = smoke("steps=6", *COMMON)
@@ -281,7 +280,7 @@ def test_full_disk_fails_in_one_line_and_damages_nothing(smoke, tmp_path, monkey
         real_log(self, record)
 
     monkeypatch.setattr(JsonlSink, "log", log)
-    with pytest.raises(train_module.RunFailed, match="^run failed: No space left on device"):
+    with pytest.raises(RunFailed, match="^run failed: No space left on device"):
         train(cfg, tmp_path)
     status = read_status(tmp_path)
     assert status["state"] == "failed" and "No space left on device" in status["reason"]
@@ -296,7 +295,6 @@ def test_full_disk_fails_in_one_line_and_damages_nothing(smoke, tmp_path, monkey
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(smoke, tmp_path, monkeypatch):
     import torch
 
-    import smoothbench.train as train_module
 
     cfg = smoke("steps=6", *COMMON)
     real_save, calls = torch.save, []
@@ -309,7 +307,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(smoke, tmp_path, m
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
-    with pytest.raises(train_module.RunFailed):
+    with pytest.raises(RunFailed):
         train(cfg, tmp_path)
     assert calls == [2, 4]
     assert temp_files(tmp_path) == []
@@ -747,7 +745,6 @@ class _FullFile:
 
 def test_enospc_inside_torch_save_is_a_disk_fault(smoke, tmp_path, monkeypatch):
     import smoothbench.checkpoint as checkpoint
-    import smoothbench.train as train_module
 
     real = checkpoint.write_atomic
     calls = []
@@ -759,7 +756,7 @@ def test_enospc_inside_torch_save_is_a_disk_fault(smoke, tmp_path, monkeypatch):
         return real(path, data)
 
     monkeypatch.setattr(checkpoint, "write_atomic", write_atomic)
-    with pytest.raises(train_module.RunFailed) as caught:
+    with pytest.raises(RunFailed) as caught:
         train(smoke("steps=6", *COMMON), tmp_path)
     assert str(caught.value).startswith("run failed: No space left on device")
     assert str(caught.value).endswith("; status.json says failed")
@@ -771,14 +768,14 @@ def test_enospc_inside_torch_save_is_a_disk_fault(smoke, tmp_path, monkeypatch):
 def test_a_status_json_that_cannot_be_written_is_not_said_to_be_failed(
     smoke, tmp_path, monkeypatch
 ):
-    import smoothbench.train as train_module
+    import smoothbench.run.record as run_record
     from smoothbench.sinks import JsonlSink
 
-    real_log, real_status = JsonlSink.log, train_module.write_status
+    real_log, real_status = JsonlSink.log, run_record.write_status
 
     def log(self, record):
         if record["step"] == 3:  # the disk is full now: status.json cannot be written either
-            monkeypatch.setattr(train_module, "write_status", full_status)
+            monkeypatch.setattr(run_record, "write_status", full_status)
             raise OSError(errno.ENOSPC, "No space left on device")
         real_log(self, record)
 
@@ -786,7 +783,7 @@ def test_a_status_json_that_cannot_be_written_is_not_said_to_be_failed(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(JsonlSink, "log", log)
-    with pytest.raises(train_module.RunFailed) as caught:
+    with pytest.raises(RunFailed) as caught:
         train(smoke("steps=6", *COMMON), tmp_path)
     assert str(caught.value).endswith(
         "; status.json could not be updated either (still says running)"
