@@ -499,6 +499,93 @@ def verdicts_markdown(
     return "\n".join(lines) + "\n"
 
 
+# docs/claims.md opens with how a verdict is reached and read; the rest is generated per claim.
+DOCS_INTRO = """\
+`smoothbench-claims SWEEP_DIR...` checks each claim below on the runs of a sweep (or of
+`scripts/reproduce.sh`, one sweep per preset) and prints one table per scale: the
+paper's direction, the effect per seed, its mean with a t interval across seeds, and a
+verdict. It writes claims.json (every number of every verdict), claims.txt (the
+printed tables) and claims.md (the same tables in Markdown) to `--out` (default: the
+first SWEEP_DIR); `analysis/report.py` opens its page with the same tables.
+
+- **holds**: the interval lies on the paper's side of the null (or inside the band),
+  and the claim survives Holm's correction across the scale's paper claims.
+- **fails**: the interval lies on the other side, and survives Holm's correction.
+- **inconclusive**: a precondition failed (e.g. a net never left chance, a run did not
+  finish), the interval straddles the null, the uncorrected interval decides but the
+  Holm-adjusted p does not (the why says so), or there are fewer than 3 seeds
+  (`--min-seeds`; a 95 % t interval on 2 seeds has one degree of freedom, t = 12.7).
+- **not run**: the preset, the compared condition or the metric is absent.
+
+**Three kinds of claim.** *Paper* claims are findings of a paper, decided by data;
+they are the family counted in the summary and corrected for multiplicity. *Checks*
+test the measurement itself (an algebraic identity of the BN backward, noise that is
+injected by design): their outcome follows from the construction, so they have a table
+of their own and never count as findings. *Sensitivities* re-evaluate a paper claim at
+another setting of the protocol (the DLN at half and twice the mapped paper lr): they
+are reported beside the primary verdict, never replacing it.
+
+**Multiplicity (Holm).** Each paper claim is a one-sided t-test of its per-seed
+effects in the claim's direction and against it; its p-value is twice the smaller of
+the two (the uncorrected interval clears the null exactly when p < 1 − confidence).
+Holm's step-down procedure adjusts the p-values of every tested paper claim of a
+scale; a claim is decided only when its adjusted p is below 1 − confidence. Holm
+controls the family-wise error rate under any dependence between claims (many read
+the same runs) and is uniformly more powerful than Bonferroni. The uncorrected
+interval stays in the table; the Holm p stands beside it.
+
+**Budget robustness.** Every run is also cut to its first 25, 50, 75 % of steps (a
+constant-lr run's prefix is a shorter run; a step-schedule run's prefix is the run
+before its later lr drops) and every claim is evaluated again, Holm included. The
+table shows the verdict at each budget (H holds, F fails, ? inconclusive, - not run);
+a claim is **robust** when its verdict is the same at 50, 75 and 100 %.
+
+**Matched training loss.** For the landscape claims (loss variation, gradient change,
+β-smoothness) the why also gives the effect at matched training loss: each net's
+metric at the step where its smoothed running-minimum training loss reaches a level,
+interpolated between probe steps, compared over 21 levels across the losses both nets
+pass through after warm-up (median log ratio). A net that trains faster is then not
+compared with one still in its slow start.
+
+**The protocol.** Each scale's steps, lrs and seeds are fixed in docs/protocol.md,
+with the date they were fixed; claims.json records the protocol version the verdicts
+were computed under.
+
+Verdicts are computed per scale; smoke verdicts are plumbing only; cpu verdicts are
+meant to match paper verdicts, and a claim known not to is marked with its scale note.
+Runs of different scales (config `scale`: smoke, cpu, paper) are never pooled: the
+command prints one table per scale, then an agreement table setting each claim's cpu
+verdict beside its paper-scale verdict (agree, differ, or open when one is undecided
+or not run). `--scale NAME` evaluates one scale only.
+
+How effects are formed: runs are read by preset (config `experiment`); the two arms
+differ in one config key (usually `norm`); a treatment run is paired with the control
+run of the same model, lr, shortcut and seed. The effect of a pair is the ratio
+(intervals on the log scale, means geometric) or the difference of their statistics;
+a seed's effect is the mean over its pairs. Every read run must have finished (a
+diverged run counts only where a claim says so, at chance accuracy). A statistic needs
+its minimum number of points, or the claim is inconclusive.
+
+Where a claim sits: its figure is the row of the figure table,
+`src/smoothbench/paper.py`, that lists its id (the same table names the figure's
+preset, analysis script and W&B sections), and a claim reads that figure's preset
+unless it names others. What smoothbench measured about a claim (the notes at the
+end) is data, `src/smoothbench/claims/notes.yaml`, each note with the scale, preset,
+seeds and protocol version it was measured at and the command that reproduces it.
+"""
+DOCS_COLUMNS = (
+    "id",
+    "kind",
+    "figure",
+    "statement",
+    "source",
+    "presets",
+    "statistic",
+    "comparison",
+    "preconditions",
+)
+
+
 def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
     """docs/claims.md: every claim of the registry, generated (a test keeps them equal)."""
     lines = [
@@ -508,103 +595,11 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
         "src/smoothbench/paper.py by "
         "`smoothbench-claims --markdown > docs/claims.md`; do not edit -->",
         "",
-        "`smoothbench-claims SWEEP_DIR...` checks each claim below on the runs of a sweep (or of",
-        "`scripts/reproduce.sh`, one sweep per preset) and prints one table per scale: the",
-        "paper's direction, the effect per seed, its mean with a t interval across seeds, and a",
-        "verdict. It writes claims.json (every number of every verdict), claims.txt (the",
-        "printed tables) and claims.md (the same tables in Markdown) to `--out` (default: the",
-        "first SWEEP_DIR); `analysis/report.py` opens its page with the same tables.",
-        "",
-        "- **holds**: the interval lies on the paper's side of the null (or inside the band),",
-        "  and the claim survives Holm's correction across the scale's paper claims.",
-        "- **fails**: the interval lies on the other side, and survives Holm's correction.",
-        "- **inconclusive**: a precondition failed (e.g. a net never left chance, a run did not",
-        "  finish), the interval straddles the null, the uncorrected interval decides but the",
-        "  Holm-adjusted p does not (the why says so), or there are fewer than 3 seeds",
-        "  (`--min-seeds`; a 95 % t interval on 2 seeds has one degree of freedom, t = 12.7).",
-        "- **not run**: the preset, the compared condition or the metric is absent.",
-        "",
-        "**Three kinds of claim.** *Paper* claims are findings of a paper, decided by data;",
-        "they are the family counted in the summary and corrected for multiplicity. *Checks*",
-        "test the measurement itself (an algebraic identity of the BN backward, noise that is",
-        "injected by design): their outcome follows from the construction, so they have a table",
-        "of their own and never count as findings. *Sensitivities* re-evaluate a paper claim at",
-        "another setting of the protocol (the DLN at half and twice the mapped paper lr): they",
-        "are reported beside the primary verdict, never replacing it.",
-        "",
-        "**Multiplicity (Holm).** Each paper claim is a one-sided t-test of its per-seed",
-        "effects in the claim's direction and against it; its p-value is twice the smaller of",
-        "the two (the uncorrected interval clears the null exactly when p < 1 − confidence).",
-        "Holm's step-down procedure adjusts the p-values of every tested paper claim of a",
-        "scale; a claim is decided only when its adjusted p is below 1 − confidence. Holm",
-        "controls the family-wise error rate under any dependence between claims (many read",
-        "the same runs) and is uniformly more powerful than Bonferroni. The uncorrected",
-        "interval stays in the table; the Holm p stands beside it.",
-        "",
-        "**Budget robustness.** Every run is also cut to its first 25, 50, 75 % of steps (a",
-        "constant-lr run's prefix is a shorter run; a step-schedule run's prefix is the run",
-        "before its later lr drops) and every claim is evaluated again, Holm included. The",
-        "table shows the verdict at each budget (H holds, F fails, ? inconclusive, - not run);",
-        "a claim is **robust** when its verdict is the same at 50, 75 and 100 %.",
-        "",
-        "**Matched training loss.** For the landscape claims (loss variation, gradient change,",
-        "β-smoothness) the why also gives the effect at matched training loss: each net's",
-        "metric at the step where its smoothed running-minimum training loss reaches a level,",
-        "interpolated between probe steps, compared over 21 levels across the losses both nets",
-        "pass through after warm-up (median log ratio). A net that trains faster is then not",
-        "compared with one still in its slow start.",
-        "",
-        "**The protocol.** Each scale's steps, lrs and seeds are fixed in docs/protocol.md,",
-        "with the date they were fixed; claims.json records the protocol version the verdicts",
-        "were computed under.",
-        "",
-        "Verdicts are computed per scale; smoke verdicts are plumbing only; cpu verdicts are",
-        "meant to match paper verdicts, and a claim known not to is marked with its scale note.",
-        "Runs of different scales (config `scale`: smoke, cpu, paper) are never pooled: the",
-        "command prints one table per scale, then an agreement table setting each claim's cpu",
-        "verdict beside its paper-scale verdict (agree, differ, or open when one is undecided",
-        "or not run). `--scale NAME` evaluates one scale only.",
-        "",
-        "How effects are formed: runs are read by preset (config `experiment`); the two arms",
-        "differ in one config key (usually `norm`); a treatment run is paired with the control",
-        "run of the same model, lr, shortcut and seed. The effect of a pair is the ratio",
-        "(intervals on the log scale, means geometric) or the difference of their statistics;",
-        "a seed's effect is the mean over its pairs. Every read run must have finished (a",
-        "diverged run counts only where a claim says so, at chance accuracy). A statistic needs",
-        "its minimum number of points, or the claim is inconclusive.",
-        "",
-        "Where a claim sits: its figure is the row of the figure table,",
-        "`src/smoothbench/paper.py`, that lists its id (the same table names the figure's",
-        "preset, analysis script and W&B sections), and a claim reads that figure's preset",
-        "unless it names others. What smoothbench measured about a claim (the notes at the",
-        "end) is data, `src/smoothbench/claims/notes.yaml`, each note with the scale, preset,",
-        "seeds and protocol version it was measured at and the command that reproduces it.",
-        "",
-        "| id | kind | figure | statement | source | presets | statistic | comparison "
-        "| preconditions |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *DOCS_INTRO.split("\n"),
+        "| " + " | ".join(DOCS_COLUMNS) + " |",
+        "|" + "---|" * len(DOCS_COLUMNS),
     ]
-    for c in claims:
-        where = f" ({c.where_words()})" if c.where else ""
-        pre = "; ".join(p.describe() for p in c.preconditions) or "—"
-        lines.append(
-            "| "
-            + " | ".join(
-                _cell(x)
-                for x in (
-                    f"`{c.id}`",
-                    c.kind,
-                    c.figure,
-                    c.statement,
-                    c.source,
-                    ", ".join(c.presets) + where,
-                    f"{c.statistic.describe()}; ≥ {c.statistic.min_points} point(s)",
-                    c.direction_words(),
-                    pre,
-                )
-            )
-            + " |"
-        )
+    lines += [_claim_row(c) for c in claims]
     needing = [c for c in claims if c.needs]
     if needing:
         lines += ["", "## Claims the shipped presets and probes do not measure yet", ""]
@@ -622,6 +617,23 @@ def claims_markdown(claims: Sequence[Claim] = CLAIMS) -> str:
         "the paper scale, and why:",
     )
     return "\n".join(lines) + "\n"
+
+
+def _claim_row(c: Claim) -> str:
+    """One claim's row of the docs table, in DOCS_COLUMNS order."""
+    where = f" ({c.where_words()})" if c.where else ""
+    cells = (
+        f"`{c.id}`",
+        c.kind,
+        c.figure,
+        c.statement,
+        c.source,
+        ", ".join(c.presets) + where,
+        f"{c.statistic.describe()}; ≥ {c.statistic.min_points} point(s)",
+        c.direction_words(),
+        "; ".join(p.describe() for p in c.preconditions) or "—",
+    )
+    return "| " + " | ".join(_cell(x) for x in cells) + " |"
 
 
 def _notes_section(notes: Mapping[str, str], title: str, *intro: str) -> list[str]:

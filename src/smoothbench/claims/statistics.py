@@ -597,115 +597,33 @@ def evaluate_claim(
     min_seeds: int = DEFAULT_MIN_SEEDS,
 ) -> Verdict:
     """The verdict of one claim on the loaded runs (see the module docstring)."""
-    in_preset = [r for r in runs if r.preset in claim.presets]
-    presets = " or ".join(claim.presets)
-    if not in_preset:
-        return _not_run(claim, f"no {presets} runs")
-    chosen = [
-        r for r in in_preset if all(_same(r.config.get(k), v) for k, v in claim.where.items())
-    ]
-    if not chosen:
-        return _not_run(claim, f"no {presets} run has {claim.where_words()}", in_preset)
-    arms: dict[str, list[RunData]] = {"treatment": [], "control": []}
-    for run in chosen:
-        arm = _arm_of(claim, run)
-        if arm is not None:
-            arms[arm].append(run)
-    needed = ("treatment",) if claim.compare is None else ("treatment", "control")
-    for arm in needed:
-        if not arms[arm]:
-            where = f" with {claim.where_words()}" if claim.where else ""
-            return _not_run(claim, f"no {presets} run{where} has {claim.arm_words(arm)}", chosen)
-    used = [r for arm in needed for r in arms[arm]]
-    if not any(r.matching(claim.statistic.metric) for r in used):
-        return _not_run(claim, f"no {presets} run records {claim.statistic.metric}", used)
-
-    # statistics per run, cells, effects per seed
+    arms = _select_arms(claim, runs)
+    if isinstance(arms, Verdict):
+        return arms
+    used = [r for members in arms.values() for r in members]
     stats = {r.run: run_statistic(claim.statistic, r) for r in used}
-    cells: dict[tuple, dict[str, dict[Any, list[RunData]]]] = {}
-    for arm in needed:
-        for run in arms[arm]:
-            cells.setdefault(_cell_key(claim, run), {}).setdefault(arm, {}).setdefault(
-                run.seed, []
-            ).append(run)
-    per_seed: dict[Any, list[float]] = {}
-    arm_values: dict[str, dict[Any, list[float]]] = {arm: {} for arm in needed}
-    paired: list[RunData] = []
-    for cell in cells.values():
-        seeds = set.intersection(*(set(cell.get(arm, {})) for arm in needed))
-        for seed in seeds:
-            value = {
-                arm: float(np.mean([stats[r.run][0] for r in cell[arm][seed]])) for arm in needed
-            }
-            for arm in needed:
-                arm_values[arm].setdefault(seed, []).append(value[arm])
-                paired += cell[arm][seed]
-            per_seed.setdefault(seed, []).append(_cell_effect(claim, value))
-    scales = sorted({str(r.config.get("scale")) for r in paired if r.config.get("scale")})
-    if not per_seed:
+    pairs = _pair_cells(claim, arms, stats)
+    if not pairs.per_seed:
         return _not_run(claim, "no seed has runs of both arms in the same setting", used)
-
-    # preconditions: every paired run finished, the claim's own checks, enough points
-    failed = None
-    for arm in needed:
-        for run in (r for r in paired if _arm_of(claim, r) == arm):
-            if run.status == "finished" or (
-                run.status == "diverged" and arm in claim.allow_diverged
-            ):
-                continue
-            reason = f": {run.reason}" if run.reason else ""
-            failed = f"{_describe_run(claim, run, arm)} {run.status}{reason}"
-            break
-        if failed:
-            break
-    if failed is None:
-        paired_arms = {arm: [r for r in paired if _arm_of(claim, r) == arm] for arm in needed}
-        for pre in claim.preconditions:
-            failed = check_precondition(pre, claim, paired_arms)
-            if failed:
-                break
-    if failed is None:
-        for run in paired:
-            value, points = stats[run.run]
-            skip = run.status == "diverged"
-            if not skip and (points < claim.statistic.min_points or not math.isfinite(value)):
-                failed = (
-                    f"{_describe_run(claim, run, _arm_of(claim, run) or 'treatment')} has "
-                    f"{points} point(s) of {claim.statistic.metric} for its statistic "
-                    f"(needs {claim.statistic.min_points})"
-                )
-                break
-
-    effects = {
-        seed: _seed_effect(claim, values)
-        for seed, values in sorted(per_seed.items(), key=_seed_order)
-    }
-    finite = {s: e for s, e in effects.items() if math.isfinite(e)}
-    if claim.comparison == "ratio":
-        logs = [math.log(e) for e in finite.values() if e > 0]
-        ci_log = t_interval(logs, confidence) if len(logs) == len(finite) else None
-        ci = (math.exp(ci_log[0]), math.exp(ci_log[1])) if ci_log else None
-    else:
-        ci = t_interval(list(finite.values()), confidence)
+    failed = _failed_precondition(claim, tuple(arms), pairs.paired, stats)
+    effects, finite, ci = _seed_effects(claim, pairs.per_seed, confidence)
     if len(finite) != len(effects) and failed is None:
         failed = "an effect is not finite (a statistic of 0 or NaN)"
     verdict, why = decide(claim, finite, ci, failed, min_seeds=min_seeds)
+    # p-values only where sound runs, an interval and enough seeds make a test: Holm's family
+    # (`family.apply_holm`) is the paper claims that have them
     tested = failed is None and not claim.every_run and ci is not None
     p_holds, p_fails = (
         direction_p_values(claim, list(finite.values()))
         if tested and len(finite) >= min_seeds
         else (None, None)
     )
-    treated = [r for r in paired if _arm_of(claim, r) == "treatment"]
-    beside = {
-        extra.metric: _seed_mean({r.seed: run_statistic(extra, r)[0] for r in treated})
-        for extra in claim.beside
-    }
+    beside = _beside(claim, pairs.paired)
     if beside:
         why += "; beside it: " + ", ".join(f"{k} {_num(v)}" for k, v in beside.items())
     matched = None
     if claim.comparison == "ratio" and claim.statistic.metric.startswith("landscape/"):
-        matched = _matched_effect(claim, cells, confidence)
+        matched = _matched_effect(claim, pairs.cells, confidence)
     # the runs are sound and the data speak against the claim (or not clearly for it): quote
     # what is known about why; a failed run or precondition is its own explanation
     quote_note = failed is None and verdict in ("fails", "inconclusive")
@@ -717,12 +635,9 @@ def evaluate_claim(
         mean=_effect_mean(claim, list(finite.values())) if finite else None,
         ci=ci,
         confidence=confidence,
-        arms={
-            arm: {s: float(np.mean(v)) for s, v in sorted(values.items(), key=_seed_order)}
-            for arm, values in arm_values.items()
-        },
-        runs=sorted({r.run for r in paired}, key=str),
-        scales=scales,
+        arms=pairs.arm_means(),
+        runs=sorted({r.run for r in pairs.paired}, key=str),
+        scales=sorted({str(r.config.get("scale")) for r in pairs.paired if r.config.get("scale")}),
         known=claim.note if quote_note else None,
         p_holds=p_holds,
         p_fails=p_fails,
@@ -730,6 +645,144 @@ def evaluate_claim(
         matched=matched,
         beside=beside,
     )
+
+
+def _select_arms(claim: Claim, runs: Sequence[RunData]) -> dict[str, list[RunData]] | Verdict:
+    """{arm: its runs} for the arms the claim compares (treatment first), or the "not run"
+    verdict naming the first thing missing: the preset, the `where` setting, an arm, the metric.
+    """
+    in_preset = [r for r in runs if r.preset in claim.presets]
+    presets = " or ".join(claim.presets)
+    if not in_preset:
+        return _not_run(claim, f"no {presets} runs")
+    chosen = [
+        r for r in in_preset if all(_same(r.config.get(k), v) for k, v in claim.where.items())
+    ]
+    if not chosen:
+        return _not_run(claim, f"no {presets} run has {claim.where_words()}", in_preset)
+    needed = ("treatment",) if claim.compare is None else ("treatment", "control")
+    arms: dict[str, list[RunData]] = {arm: [] for arm in needed}
+    for run in chosen:
+        arm = _arm_of(claim, run)
+        if arm is not None:
+            arms[arm].append(run)
+    for arm in needed:
+        if not arms[arm]:
+            where = f" with {claim.where_words()}" if claim.where else ""
+            return _not_run(claim, f"no {presets} run{where} has {claim.arm_words(arm)}", chosen)
+    used = [r for arm in needed for r in arms[arm]]
+    if not any(r.matching(claim.statistic.metric) for r in used):
+        return _not_run(claim, f"no {presets} run records {claim.statistic.metric}", used)
+    return arms
+
+
+@dataclass
+class _Pairs:
+    """The runs of a claim paired into cells (module docstring, step 3)."""
+
+    cells: dict[tuple, dict[str, dict[Any, list[RunData]]]]  # cell key -> arm -> seed -> runs
+    per_seed: dict[Any, list[float]]  # seed -> the effect of each of its complete cells
+    arm_values: dict[str, dict[Any, list[float]]]  # arm -> seed -> statistic per cell
+    paired: list[RunData]  # the runs of complete cells (a treatment and, if any, a control)
+
+    def arm_means(self) -> dict[str, dict[Any, float]]:
+        """arm -> seed -> the mean of its cells' statistics, seeds in order."""
+        return {
+            arm: {s: float(np.mean(v)) for s, v in sorted(values.items(), key=_seed_order)}
+            for arm, values in self.arm_values.items()
+        }
+
+
+def _pair_cells(
+    claim: Claim,
+    arms: Mapping[str, Sequence[RunData]],
+    stats: Mapping[str, tuple[float, int]],
+) -> _Pairs:
+    """Cells of runs that agree on all but the compared key; a cell counts for a seed only
+    where every arm has runs of that seed (repeat runs of an arm and seed are averaged)."""
+    cells: dict[tuple, dict[str, dict[Any, list[RunData]]]] = {}
+    for arm, members in arms.items():
+        for run in members:
+            cells.setdefault(_cell_key(claim, run), {}).setdefault(arm, {}).setdefault(
+                run.seed, []
+            ).append(run)
+    pairs = _Pairs(cells, per_seed={}, arm_values={arm: {} for arm in arms}, paired=[])
+    for cell in cells.values():
+        seeds = set.intersection(*(set(cell.get(arm, {})) for arm in arms))
+        for seed in seeds:
+            value = {
+                arm: float(np.mean([stats[r.run][0] for r in cell[arm][seed]])) for arm in arms
+            }
+            for arm in arms:
+                pairs.arm_values[arm].setdefault(seed, []).append(value[arm])
+                pairs.paired += cell[arm][seed]
+            pairs.per_seed.setdefault(seed, []).append(_cell_effect(claim, value))
+    return pairs
+
+
+def _failed_precondition(
+    claim: Claim,
+    arms: Sequence[str],
+    paired: Sequence[RunData],
+    stats: Mapping[str, tuple[float, int]],
+) -> str | None:
+    """Why the paired runs cannot decide the claim, or None: the first run that did not
+    finish, else the first of the claim's preconditions that fails, else the first statistic
+    on too few points (a diverged run's statistic is chance or NaN by design: exempt)."""
+    for arm in arms:
+        for run in (r for r in paired if _arm_of(claim, r) == arm):
+            if run.status == "finished" or (
+                run.status == "diverged" and arm in claim.allow_diverged
+            ):
+                continue
+            reason = f": {run.reason}" if run.reason else ""
+            return f"{_describe_run(claim, run, arm)} {run.status}{reason}"
+    paired_arms = {arm: [r for r in paired if _arm_of(claim, r) == arm] for arm in arms}
+    for pre in claim.preconditions:
+        failed = check_precondition(pre, claim, paired_arms)
+        if failed:
+            return failed
+    for run in paired:
+        value, points = stats[run.run]
+        skip = run.status == "diverged"
+        if not skip and (points < claim.statistic.min_points or not math.isfinite(value)):
+            return (
+                f"{_describe_run(claim, run, _arm_of(claim, run) or 'treatment')} has "
+                f"{points} point(s) of {claim.statistic.metric} for its statistic "
+                f"(needs {claim.statistic.min_points})"
+            )
+    return None
+
+
+def _seed_effects(
+    claim: Claim, per_seed: Mapping[Any, Sequence[float]], confidence: float
+) -> tuple[dict[Any, float], dict[Any, float], tuple[float, float] | None]:
+    """(effect per seed in seed order, the finite ones, their t interval or None).
+
+    A ratio's interval is taken on the log scale, so it needs every finite effect positive.
+    """
+    effects = {
+        seed: _seed_effect(claim, values)
+        for seed, values in sorted(per_seed.items(), key=_seed_order)
+    }
+    finite = {s: e for s, e in effects.items() if math.isfinite(e)}
+    if claim.comparison == "ratio":
+        logs = [math.log(e) for e in finite.values() if e > 0]
+        ci_log = t_interval(logs, confidence) if len(logs) == len(finite) else None
+        ci = (math.exp(ci_log[0]), math.exp(ci_log[1])) if ci_log else None
+    else:
+        ci = t_interval(list(finite.values()), confidence)
+    return effects, finite, ci
+
+
+def _beside(claim: Claim, paired: Sequence[RunData]) -> dict[str, float]:
+    """The claim's `beside` statistics of the paired treatment runs, each a mean over seeds
+    (context for the why, never part of the verdict)."""
+    treated = [r for r in paired if _arm_of(claim, r) == "treatment"]
+    return {
+        extra.metric: _seed_mean({r.seed: run_statistic(extra, r)[0] for r in treated})
+        for extra in claim.beside
+    }
 
 
 def _seed_mean(values: Mapping[Any, float]) -> float:
