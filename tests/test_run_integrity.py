@@ -515,7 +515,7 @@ def test_unwritable_run_dir_is_one_line(monkeypatch, capsys, tmp_path):
 
 
 def test_hessian_warnings_name_config_keys_not_arguments():
-    from smoothbench.probes.runner import in_config_terms
+    from smoothbench.probes.hessian import in_config_terms
 
     eig = in_config_terms(
         "worst relative Ritz residual is 0.1 > tol=0.001; raise max_iter (now 100) or tol"

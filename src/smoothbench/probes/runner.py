@@ -22,11 +22,10 @@ from typing import Any
 import torch
 
 from smoothbench.preserve import parameters_dict, preserved
-from smoothbench.probes.base import Batch, Probe, select_layers
-from smoothbench.probes.hessian import in_config_terms
+from smoothbench.probes.base import Batch, Probe
 from smoothbench.probes.schedule import Schedule
 
-__all__ = ["ProbeRunner", "in_config_terms", "select_layers"]
+__all__ = ["ProbeRunner"]
 
 
 def _about_non_finite_values(err: BaseException) -> bool:

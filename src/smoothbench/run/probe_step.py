@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from smoothbench.checkpoint import rng_state, set_rng_state
+from smoothbench.preserve import rng_state, set_rng_state
 from smoothbench.rundir import write_status
 
 # Seconds between two heartbeats in status.json while probes run (a watcher that reads a

@@ -22,7 +22,8 @@ import torch
 from omegaconf import DictConfig
 
 from smoothbench.build import learning_rate
-from smoothbench.checkpoint import keep_previous, rng_state, save_checkpoint
+from smoothbench.checkpoint import keep_previous, save_checkpoint
+from smoothbench.preserve import rng_state, set_rng_state
 from smoothbench.run.probe_step import StepStart, as_before_forward, heartbeat
 from smoothbench.run.record import RunFailed, disk_fault_message, failure_line, record_failure
 from smoothbench.run.signals import StopRequest
@@ -215,8 +216,6 @@ class Run:
     def rewind(self, start: StepStart, step: int) -> None:
         """A probe step stopped by a signal: the model and RNG back at the start of `step` and a
         checkpoint there (its partial measurement is dropped; a resume repeats the step)."""
-        from smoothbench.checkpoint import set_rng_state
-
         start.restore_model(self.model)
         set_rng_state(start.rng)
         self.checkpoint(step, probes=start.probes)
