@@ -816,6 +816,10 @@ def test_train_help_has_examples_and_the_presets():
     assert "== Examples ==" in proc.stdout
     assert "smoothbench-train -m experiment=fig1 scale=cpu" in proc.stdout
     assert re.search(r"^experiment: .*fig1, .*fig4", proc.stdout, re.M)
+    # every preset on a line of its own, with what it shows (from the preset's header)
+    for path in (REPO / "conf" / "experiment").glob("*.yaml"):
+        assert re.search(rf"^  {path.stem} +\S", proc.stdout, re.M), path.stem
+    assert re.search(r"^  fig4 +Figure 4", proc.stdout, re.M)
     assert "python scripts/list_experiments.py" in proc.stdout
     assert "Powered by Hydra" not in proc.stdout  # not Hydra's default page
 

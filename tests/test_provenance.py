@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import platform
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import cli
+from conftest import REPO, cli
 
 import smoothbench.provenance as provenance
 from smoothbench.config import ConfigError
@@ -119,3 +120,13 @@ def test_git_state_outside_a_checkout_or_without_git_is_none(tmp_path, monkeypat
     assert provenance.git_state() == unknown
     monkeypatch.setattr(provenance.subprocess, "run", no_git)
     assert provenance.code_provenance()["git_commit"] is None
+
+
+def test_the_command_line_is_recorded(tmp_path):
+    run = tmp_path / "run"
+    args = ["scale=smoke", "steps=2", "probes=off", "progress=false", f"hydra.run.dir={run}"]
+    proc = subprocess.run(
+        ["smoothbench-train", *args], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _read(run)["command"] == shlex.join(["smoothbench-train", *args])

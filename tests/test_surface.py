@@ -5,10 +5,13 @@ copy of the model."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 from torch.nn import functional as F
 
@@ -589,3 +592,19 @@ def test_a_checkpoint_written_on_cuda_loads_on_a_cpu_only_machine(
     surface = run_surface([f"run_dir={moved}", *SMALL, "points=3", "device=cpu"])
     reference = run_surface([f"run_dir={run_dir}", *SMALL, "points=3", "device=cpu", "name=ref"])
     assert np.array_equal(surface["losses"], reference["losses"])
+
+
+def test_surface_help_is_its_own_page():
+    """--help shows the surface keys and examples, not the training groups that do not apply."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "smoothbench.surfaces.cli", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("smoothbench-surface: Li et al. (2018) loss surfaces")
+    assert "== Keys (key=value) ==" in proc.stdout and "interpolate_to: null" in proc.stdout
+    assert "model: " not in proc.stdout and "experiment:" not in proc.stdout
+    assert "Powered by Hydra" not in proc.stdout

@@ -96,6 +96,16 @@ def _defer_hydra_output(argv: list[str]) -> None:
     argv.insert(position, "hydra.output_subdir=null")
 
 
+# The command line as typed, before `_defer_hydra_output` added its override (provenance.json
+# records what the user ran, not the internal override)
+_typed_argv: list[str] | None = None
+
+
+def typed_command_line() -> list[str]:
+    """This process's command line as the user typed it."""
+    return list(_typed_argv if _typed_argv is not None else sys.argv)
+
+
 # Hydra needs this to let errors that happen before the task function (composition, creating
 # the run dir, opening the log file) reach us as exceptions instead of printing its own report.
 _FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -113,6 +123,8 @@ def run_hydra_main(
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    global _typed_argv
+    _typed_argv = list(sys.argv)
     if defer_hydra_output:
         _defer_hydra_output(sys.argv)
     previous = os.environ.get(_FULL_ERROR)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -105,9 +106,18 @@ def run_provenance(device: Any, step: int = 0) -> dict[str, Any]:
         "started_at_step": step,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": platform.node() or None,
+        # the process's command line as typed (the program's name, then its arguments)
+        "command": _command_line(),
     }
     record["versions"]["cuda"] = torch.version.cuda
     return record
+
+
+def _command_line() -> str | None:
+    from smoothbench.cli import typed_command_line
+
+    argv = typed_command_line()
+    return shlex.join([Path(argv[0]).name, *argv[1:]]) if argv else None
 
 
 def read_provenance(run_dir: str | Path) -> dict[str, Any] | None:

@@ -190,7 +190,13 @@ HELP_FLAGS = ("--help", "-h", "--hydra-help", "--shell-completion", "-sc")
 
 
 def main() -> None:
+    from smoothbench.presets import one_line_each
+
     register_configs(help_only=any(arg in HELP_FLAGS for arg in sys.argv[1:]))
+    # --help lists the presets from their own headers, whatever conf dir is in use
+    OmegaConf.register_new_resolver(
+        "sb.presets", lambda: one_line_each(Path(CONF_DIR) / "experiment"), replace=True
+    )
     run_hydra_main(PROG, hydra_main, defer_hydra_output=True)
 
 
