@@ -6,7 +6,9 @@ from its `.hydra/config.yaml`. Nothing here reads a global config: everything co
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -15,6 +17,8 @@ from torch import nn
 
 from smoothbench.data import InMemoryData, load_data
 from smoothbench.models import build_model
+
+log = logging.getLogger(__name__)
 
 OPTIMIZER_NAMES = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "step", "cosine")
@@ -105,7 +109,8 @@ def learning_rate(
 
 def build_probe_runner(cfg: DictConfig, model: nn.Module, loss_fn, data: InMemoryData):
     """The run's probes with their schedules, from `cfg.probes` (every probe the registry finds;
-    only those with a schedule other than `off` are built)."""
+    only those with a schedule other than `off` are built), within the run's probe budget when
+    `probes.max_fraction` is set (`apply_probe_budget`)."""
     from smoothbench.probes.base import ProbeContext, settings_from
     from smoothbench.probes.registry import probe_types
     from smoothbench.probes.runner import ProbeRunner
@@ -117,6 +122,7 @@ def build_probe_runner(cfg: DictConfig, model: nn.Module, loss_fn, data: InMemor
         seed=cfg.seed,
         lr=cfg.optim.lr,
         total_steps=cfg.steps,
+        batch_size=training_batch_size(cfg, data),
         model_name=cfg.model.name,
         data=data,
     )
@@ -134,4 +140,36 @@ def build_probe_runner(cfg: DictConfig, model: nn.Module, loss_fn, data: InMemor
         )
         if schedule.active:
             probes.append((probe_type(settings, context), schedule))
+    max_fraction = cfg.probes.get("max_fraction")
+    if max_fraction is not None:
+        plan = apply_probe_budget(probes, cfg.steps, max_fraction, context.batch_size)
+        log.info(plan.summary())
+        for notice in plan.notices:
+            warnings.warn(f"probe budget: {notice}", RuntimeWarning, stacklevel=2)
     return ProbeRunner(model, loss_fn, probes)
+
+
+def training_batch_size(cfg: DictConfig, data: InMemoryData) -> int:
+    """The examples of one training step: the batch, or the whole training set (full batch)."""
+    return data.num_train if cfg.optim.full_batch else cfg.batch_size
+
+
+def apply_probe_budget(probes: list, steps: int, max_fraction: float, train_batch: int):
+    """Plan the run's probe budget (`probes.budget.plan_budget`) from each probe's cost per
+    measurement and its scheduled count, and grant the Hessian its share. Returns the plan."""
+    from smoothbench.probes.budget import FixedCost, plan_budget
+
+    fixed = [
+        FixedCost(probe.name, schedule.count(), probe.cost_units())
+        for probe, schedule in probes
+        if not probe.takes_remainder and probe.has_work()
+    ]
+    remainder = [(probe, schedule) for probe, schedule in probes if probe.takes_remainder]
+    if len(remainder) > 1:
+        names = ", ".join(p.name for p, _ in remainder)
+        raise ValueError(f"one probe at most may take the budget's remainder, got {names}")
+    ask = remainder[0][0].budget_ask(remainder[0][1].count(), train_batch) if remainder else None
+    plan = plan_budget(steps, max_fraction, fixed, ask)
+    if remainder:
+        remainder[0][0].apply_grant(plan.hessian)
+    return plan

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field, make_dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -95,8 +95,14 @@ def _probes_config() -> type:
     ]
     return make_dataclass(
         "ProbesConfig",
-        # per_layer | total: gradient norms every step
-        [("grad_norms", str, field(default="per_layer")), *probe_fields],
+        [
+            # per_layer | total: gradient norms every step
+            ("grad_norms", str, field(default="per_layer")),
+            # all probes of a run together cost at most this share of its training (0 < f <= 1,
+            # in forward-backward units, from the config alone: probes/budget.py); null: no cap
+            ("max_fraction", Optional[float], field(default=None)),  # noqa: UP045 (OmegaConf)
+            *probe_fields,
+        ],
         namespace={"__module__": __name__},
     )
 
@@ -426,11 +432,14 @@ def _validate_probes(probes: Any) -> None:
         _at_least(f"{key}.schedule.num", schedule.num, 1)
         for step in schedule.steps:
             _at_least(f"{key}.schedule.steps", step, 0)
-    for name, probe in probe_types().items():
-        try:
+    from smoothbench.probes.budget import check_max_fraction
+
+    try:
+        check_max_fraction("probes.max_fraction", probes.max_fraction)
+        for name, probe in probe_types().items():
             probe.check(probes[name], f"probes.{name}")
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 # ---- upper bounds: every number of the config, checked from the schema (a new key is covered) ----
@@ -630,7 +639,8 @@ def check_batch_fits(cfg: Any, num_train: int) -> None:
             f"batch_size={cfg.batch_size} is larger than the training set ({num_train} examples); "
             f"use batch_size <= {num_train}, or optim.full_batch=true for full-batch training"
         )
-    if cfg.probes.hessian.schedule.kind != "off" and cfg.probes.hessian.batch_size > num_train:
+    hessian_batch = cfg.probes.hessian.batch_size  # null: the training batch, checked above
+    if cfg.probes.hessian.schedule.kind != "off" and (hessian_batch or 0) > num_train:
         raise ConfigError(
             f"probes.hessian.batch_size={cfg.probes.hessian.batch_size} is larger than the "
             f"training set ({num_train} examples); use a value <= {num_train}"

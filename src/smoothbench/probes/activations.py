@@ -276,6 +276,11 @@ class ActivationsProbe(Probe):
     def prefix(self) -> str:
         return "act"
 
+    def cost_units(self) -> float:
+        # one forward pass without gradients: about a third of a step; half, to stay an upper
+        # bound for the hooks' sampling and histograms (scripts/benchmark.py measures it)
+        return 0.5
+
     def measure(self, step: int, batch) -> dict:
         stats, state = activation_stats(
             self.model,

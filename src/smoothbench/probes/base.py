@@ -48,6 +48,7 @@ class ProbeContext:
     seed: int = 0
     lr: float = 0.1  # the configured base learning rate
     total_steps: int = 1
+    batch_size: int = 128  # the training batch (the examples of one step)
     model_name: str = ""
     data: Any = None  # smoothbench.data.InMemoryData, for probes with a batch of their own
 
@@ -60,6 +61,10 @@ class Probe:
     # where its keys go in a metrics row, among the probes (rows stay byte-stable)
     order: ClassVar[int] = 100
     uses_update: ClassVar[bool] = False  # after_update needs the parameters around the update
+    # Under a run budget (probes.max_fraction, probes/budget.py) a probe either has a fixed cost
+    # per measurement (`cost_units`) or takes what the others leave (the Hessian: it then
+    # defines `budget_ask` and `apply_grant`)
+    takes_remainder: ClassVar[bool] = False
 
     def __init__(self, settings: Any, context: ProbeContext):
         self.settings = settings
@@ -80,6 +85,11 @@ class Probe:
     def has_work(self) -> bool:
         """False when there is nothing to measure on this model (e.g. no BN layer)."""
         return True
+
+    def cost_units(self) -> float:
+        """One measurement's cost in training steps (forward-backward passes on the step's
+        batch), for the run budget: one pass unless the probe says otherwise."""
+        return 1.0
 
     def measurement_batch(self, batch: Batch) -> Batch:
         """The batch `measure` uses: the step's own, unless the probe keeps a fixed one."""

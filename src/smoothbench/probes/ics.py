@@ -226,6 +226,9 @@ class IcsProbe(Probe):
         for layer in settings.layers:
             require_at_least(f"{key}.layers", layer, 1)
 
+    def cost_units(self) -> float:
+        return len(self.weights) + 1  # one forward-backward for G, one per measured layer
+
     def after_update(self, step: int, batch, before: dict | None, after: dict | None) -> dict:
         shift = covariate_shift(self.model, self.loss_fn, batch, before, after, self.weights)
         records = {}

@@ -183,6 +183,9 @@ class LandscapeProbe(Probe):
         if settings.low is not None and settings.high is not None and settings.low >= settings.high:
             raise ValueError(f"{key}.low={settings.low} must be below {key}.high={settings.high}")
 
+    def cost_units(self) -> float:
+        return len(self.step_sizes) + 1  # one forward-backward per step size, one for g
+
     def measure(self, step: int, batch) -> dict:
         result = gradient_landscape(self.model, self.loss_fn, batch, self.step_sizes)
         return {

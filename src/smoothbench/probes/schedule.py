@@ -55,6 +55,13 @@ class Schedule:
             return True
         return step in self._steps
 
+    def count(self) -> int:
+        """How many steps of the run it is due at (what the run budget multiplies)."""
+        if self.kind != "every":
+            return len(self._steps)
+        regular = range(0, self.total_steps, self.every)
+        return len(regular) + sum(1 for s in self._steps if s % self.every)
+
     @property
     def active(self) -> bool:
         return self.kind != "off"
