@@ -97,7 +97,14 @@ def _hessian_probe(**settings):
 
 
 def test_probe_records_are_the_curvature_functions_on_one_operator():
-    probe = _hessian_probe(top_k=2, smallest=True, trace_rtol=0.15, density=True, density_steps=5)
+    probe = _hessian_probe(
+        top_k=2,
+        smallest=True,
+        trace_estimator="hutchinson",
+        trace_rtol=0.15,
+        density=True,
+        density_steps=5,
+    )
     records = probe.measure(0, probe.measurement_batch(None))
     op = HessianOperator(bn_cnn(), ce, cnn_batch(), "train")
     values, info = curvature.hessian_eigenvalues(op, k=2, return_eigenvectors=True)
@@ -117,7 +124,12 @@ def test_probe_records_are_the_curvature_functions_on_one_operator():
 
 def test_probe_records_when_its_hvp_budget_stops_trace_and_density_short():
     probe = _hessian_probe(
-        trace_rtol=1e-6, trace_max_hvps=5, density=True, density_steps=4, density_max_hvps=6
+        trace_estimator="hutchinson",
+        trace_rtol=1e-6,
+        trace_max_hvps=5,
+        density=True,
+        density_steps=4,
+        density_max_hvps=6,
     )
     records = probe.measure(0, probe.measurement_batch(None))
     # one product per trace probe: a cap of 5 products is 5 probes, short of rtol=1e-6
@@ -132,7 +144,7 @@ def test_probe_records_when_its_hvp_budget_stops_trace_and_density_short():
 
 
 def test_probe_without_a_budget_reaches_trace_rtol_on_an_easy_problem():
-    probe = _hessian_probe(trace_rtol=0.15)
+    probe = _hessian_probe(trace_estimator="hutchinson", trace_rtol=0.15)
     records = probe.measure(0, probe.measurement_batch(None))
     assert records["hessian/trace_stopped_short"] is False
     assert 10 <= records["hessian/trace_probes"] < 200  # rtol met, not the probe-count cap

@@ -72,6 +72,9 @@ def test_probes_never_change_the_trajectory(smoke, tmp_path, norm):
     full = smoke(
         *common,
         "probes=full",
+        "probes.max_fraction=null",  # no budget: every probe measures at these tiny sizes
+        "probes.ics.layers=[1,3]",
+        "probes.hessian.density=true",
         "probes.hessian.schedule.kind=every",
         "probes.hessian.schedule.every=2",
         "probes.hessian.trace_max_probes=4",
@@ -82,6 +85,7 @@ def test_probes_never_change_the_trajectory(smoke, tmp_path, norm):
         "probes.landscape.schedule.every=1",
         "probes.ics.schedule.every=1",
         "probes.bn.schedule.every=1",
+        "probes.grad_angle.schedule.every=1",
     )
     train(full, tmp_path / "full")
     off, on = read_metrics(tmp_path / "off"), read_metrics(tmp_path / "full")

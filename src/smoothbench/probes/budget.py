@@ -151,17 +151,20 @@ def split_hessian(hvps: int, ask: HessianAsk, notices: list[str]) -> HessianGran
     if lanczos < ask.lanczos_hvps:
         notices.append(f"Lanczos is capped at {lanczos} HVPs (of {ask.lanczos_hvps})")
     left = hvps - lanczos
-    trace = 0
+    trace = spare = 0
     if ask.trace:
-        trace = min(left, ask.trace_max_hvps)
-        if trace < ask.trace_min_hvps:
+        # below its minimum the trace's share stays in the grant, unreserved: the trace runs on
+        # it where Lanczos stops early enough
+        spare = min(left, ask.trace_max_hvps)
+        if spare < ask.trace_min_hvps:
             notices.append(
-                f"the trace has {trace} HVPs reserved after Lanczos's {lanczos}, it needs "
+                f"the trace has {spare} HVPs reserved after Lanczos's {lanczos}, it needs "
                 f"{ask.trace_min_hvps}: it runs only where Lanczos stops early enough, else it "
                 f"is skipped (hessian/trace_skipped)"
             )
-            trace = 0
-        left -= trace
+        else:
+            trace, spare = spare, 0
+        left -= trace + spare
     density = 0
     if ask.density:
         whole_probes = min(left, ask.density_max_hvps) // ask.density_step_hvps
@@ -171,7 +174,7 @@ def split_hessian(hvps: int, ask: HessianAsk, notices: list[str]) -> HessianGran
                 f"the density is skipped: {left} HVPs are left, one SLQ probe needs "
                 f"{ask.density_step_hvps}"
             )
-    return HessianGrant(lanczos + trace + density, lanczos, trace, density)
+    return HessianGrant(lanczos + trace + spare + density, lanczos, trace, density)
 
 
 def check_max_fraction(key: str, value: float | None) -> None:
