@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from smoothbench.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from smoothbench.checkpoint import load_checkpoint, save_checkpoint
+from smoothbench.preserve import rng_state, set_rng_state
 
 
 def _payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:

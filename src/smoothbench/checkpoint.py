@@ -14,9 +14,6 @@ from typing import Any, BinaryIO
 
 import torch
 
-# the RNG snapshot lives with `preserved`; imported here because checkpoints store it
-from smoothbench.preserve import rng_state as rng_state
-from smoothbench.preserve import set_rng_state as set_rng_state
 from smoothbench.rundir import write_atomic
 
 REQUIRED_KEYS = ("model", "optimizer", "rng", "step", "metrics_bytes", "config")

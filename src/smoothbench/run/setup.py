@@ -20,8 +20,9 @@ from smoothbench.build import (
     build_probe_runner,
     loss_fn_for,
 )
-from smoothbench.checkpoint import CheckpointError, set_rng_state
+from smoothbench.checkpoint import CheckpointError
 from smoothbench.config import ConfigError, check_batch_fits
+from smoothbench.preserve import set_rng_state
 from smoothbench.run.resume import ResumePlan
 from smoothbench.run.session import Run
 
