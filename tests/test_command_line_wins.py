@@ -67,7 +67,7 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 def _option_keys(group: str) -> frozenset[str]:
     """The keys that some option of `group` sets (conf/<group>/**.yaml). The others are never
     a group choice's to set: the preset's budget for its net at this scale (`model.width`,
-    `data.augment`, `probes.<probe>.layers`), which stays on top of any choice."""
+    `data.augment`, `probes.activations.layers`), which stays on top of any choice."""
     keys: set[str] = set()
     for path in (Path(CONF_DIR) / group).rglob("*.yaml"):
         option = OmegaConf.to_container(OmegaConf.load(path))
