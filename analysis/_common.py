@@ -2,8 +2,10 @@
 
 Every script runs as `python analysis/<fig>.py RUN_OR_SWEEP_DIR... --out figures/` or
 `python analysis/<fig>.py --wandb entity/project --group G --out figures/`, writes
-`<out>/<fig>.pdf` and `.png`, and exits with status 2 and one line naming the missing metric
-when the runs do not record what the figure needs.
+`<out>/<fig>.pdf` and `.png` (`--format`), and exits with status 2 and one line naming the
+missing metric when the runs do not record what the figure needs. For a paper: `--width
+column|page`, `--band ci95|sem|none`, and `--no-warnings` (the warnings go to
+`<out>/<fig>.caption.txt` instead of onto the image); a bad value is one line and status 2.
 """
 
 from __future__ import annotations
@@ -11,16 +13,28 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from _notes import HEALTH_METRICS, annotate, band_note
+from _notes import (
+    HEALTH_METRICS,
+    Presentation,
+    annotate,
+    band_note,
+    presentation,
+    presenting,
+)
 
 from smoothbench.plotting import (
+    FIGURE_FORMATS,
+    FIGURE_WIDTHS,
+    SEED_BANDS,
     ConditionStyles,
     condition_keys,
     conditions,
+    fit_width,
     legend_below,
     plot_metric,
     plot_range_band,
@@ -29,6 +43,7 @@ from smoothbench.plotting import (
     select,
     set_style,
     step_axis,
+    wrap_to_width,
 )
 from smoothbench.results import (
     STATES,
@@ -46,10 +61,29 @@ EXIT_MISSING = 2
 # normalizations that normalize with batch statistics and keep running ones for eval: only for
 # these nets does "BN statistics: train/eval" mean anything
 BATCH_STAT_NORMS = ("batch", "noisy_batch", "l1", "l2", "linf")
+LEGEND_TITLE_PT = 7  # the legend title's font size (legend_below)
+
+
+class FigureParser(argparse.ArgumentParser):
+    """An argument parser whose error is one line (`fig1: error: ...`) and status 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_MISSING, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def formats(text: str) -> list[str]:
+    """`--format` values: one format or a comma list ("svg", "pdf,png")."""
+    names = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = [f for f in names if f not in FIGURE_FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {(unknown or [text])[0]!r}; choose from: {', '.join(FIGURE_FORMATS)}"
+        )
+    return names
 
 
 def make_parser(name: str, description: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=name, description=description)
+    parser = FigureParser(prog=name, description=description)
     parser.add_argument("paths", nargs="*", help="run dirs, sweep dirs or glob patterns")
     parser.add_argument("--out", default="figures", help="output dir (default: figures)")
     parser.add_argument(
@@ -65,9 +99,33 @@ def make_parser(name: str, description: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--band",
-        choices=("minmax", "std"),
+        choices=SEED_BANDS,
         default="minmax",
-        help="band around the mean over seeds: min-max (default) or ±1 std",
+        help="band around the mean over seeds: min-max (default), ±1 std, ±1 standard error "
+        "(sem), the 95%% t-interval of the mean (ci95) or none; the legend says which",
+    )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        type=formats,
+        action="append",
+        metavar="FMT",
+        help=f"file format, repeatable or a comma list, of: {', '.join(FIGURE_FORMATS)} "
+        "(default: pdf and png)",
+    )
+    parser.add_argument(
+        "--width",
+        choices=tuple(FIGURE_WIDTHS),
+        default=None,
+        help="figure width for a two-column paper: column (3.25 in) or page (6.75 in); fonts "
+        "keep their size (default: the figure's own, 7 in)",
+    )
+    parser.add_argument(
+        "--warnings",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="draw the warnings (one seed, a net at chance, ...) in red on the figure "
+        "(default); --no-warnings writes them to <out>/<name>.caption.txt instead",
     )
     parser.add_argument(
         "--strict",
@@ -113,14 +171,32 @@ def run_script(
         return EXIT_MISSING
     if isinstance(data, pd.DataFrame):
         resolve_layers(args, data)
+    shown = presentation_of(args)
     try:
-        fig = build(data, args)
+        with presenting(shown):
+            fig = build(data, args)
     except MissingMetricError as err:
         print(f"{name}: {err}", file=sys.stderr)
         return EXIT_MISSING
-    for path in save_figure(fig, args.out, name):
+    for path in save_figure(fig, args.out, name, chosen_formats(args)):
         print(path)
+    if not shown.warnings_on_figure:
+        caption = Path(args.out) / f"{name}.caption.txt"
+        caption.write_text("\n".join(shown.caption) + "\n", encoding="utf-8")
+        print(caption)
     return 0
+
+
+def chosen_formats(args: argparse.Namespace) -> list[str]:
+    """The --format values in order, each once (default: pdf and png)."""
+    chosen = [f for group in (getattr(args, "formats", None) or []) for f in group]
+    return list(dict.fromkeys(chosen)) or ["pdf", "png"]
+
+
+def presentation_of(args: argparse.Namespace) -> Presentation:
+    """The layout the command line asks for (--width, --warnings)."""
+    width = FIGURE_WIDTHS.get(getattr(args, "width", None) or "")
+    return Presentation(warnings_on_figure=getattr(args, "warnings", True), width_in=width)
 
 
 def add_layers(
@@ -202,7 +278,9 @@ def finish(
     eta: bool = False,
 ) -> Any:
     """The legend (with the band caption) below the panels, the provenance footer under it and
-    the warnings on top; returns the figure."""
+    the warnings on top (see _notes.annotate); returns the figure."""
+    fit_width(fig, presentation().width_in)  # before the legend chooses its columns
+    caption = wrap_to_width(fig, caption, LEGEND_TITLE_PT)
     legend = legend_below(fig, axes, caption=caption, outside=False)
     annotate(fig, df, probe_metrics, eta=eta, legend=legend)
     return fig

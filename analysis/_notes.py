@@ -3,20 +3,31 @@
 Every figure states what its lines and bands are (a seed band only where there are seeds to
 spread), what produced them (one footer line: scale, steps, width, data, lr, η range, seeds),
 and, drawn on the figure in red, what a reader must not miss: fewer than 3 probe points, a
-single seed, a diverged run or one that never left chance.
+single seed, a diverged run or one that never left chance. For a paper (`--no-warnings`) the
+warnings leave the image for the figure's caption lines instead (see Presentation).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from smoothbench.plotting import BAND_CAPTIONS, condition_keys, condition_label, swept_keys
+from smoothbench.plotting import (
+    BAND_CAPTIONS,
+    condition_keys,
+    condition_label,
+    fit_width,
+    swept_keys,
+    wrap_to_width,
+)
 
 # scalars read for the warnings whatever the figure draws
 HEALTH_METRICS = ("train/loss", "test/loss", "train/acc", "test/acc")
@@ -31,6 +42,36 @@ MAX_NAMED = 3  # runs named per warning; the rest are counted
 WARNING_LINE_IN = 0.14  # height of one warning line (7 pt text), inches
 FOOTER_LINE_IN = 0.12  # height of the footer line (6.5 pt text), inches
 NOTE_PAD_IN = 0.08
+
+
+@dataclass
+class Presentation:
+    """How the figures of one script run are laid out for print (the command line's --width and
+    --no-warnings); `caption` collects the notes of the last figure annotated: what its band
+    is, its provenance footer and its warnings, one line each."""
+
+    warnings_on_figure: bool = True
+    width_in: float | None = None  # None: the figure's own width
+    caption: list[str] = field(default_factory=list)
+
+
+_PRESENTATION: ContextVar[Presentation | None] = ContextVar("presentation", default=None)
+
+
+@contextmanager
+def presenting(presentation: Presentation) -> Iterator[Presentation]:
+    """Figures annotated inside the block follow `presentation` (outside: drawn as by default,
+    warnings on the image at the figure's own width)."""
+    token = _PRESENTATION.set(presentation)
+    try:
+        yield presentation
+    finally:
+        _PRESENTATION.reset(token)
+
+
+def presentation() -> Presentation:
+    """The presentation in force (a default one outside `presenting`)."""
+    return _PRESENTATION.get() or Presentation()
 
 
 def _fmt(value: Any) -> str:
@@ -71,7 +112,7 @@ def band_note(df: pd.DataFrame, band: str) -> str:
     if not counts or max(counts) <= 1:
         return "line: one run (seed) per condition; no seed band"
     note = BAND_CAPTIONS[band].replace("over seeds", f"over {_seed_count(counts)} seeds", 1)
-    if min(counts) == 1:
+    if min(counts) == 1 and band != "none":
         note += " (none for a single seed)"
     return note
 
@@ -218,19 +259,27 @@ def annotate(
     legend: Any = None,
 ) -> None:
     """Draw the warnings (red, above the panels), the legend (below them) and the provenance
-    footer (at the bottom).
+    footer (at the bottom); under a presentation without warnings on the figure, the warnings
+    go to its caption lines only.
 
     The figure grows by the height of these notes and the constrained layout keeps the panels
     out of the strips they use (its `rect`), so nothing collides or is cut off.
     """
-    warnings = data_warnings(df, probe_metrics) if warn else []
+    shown = presentation()
+    fit_width(fig, shown.width_in)
+    warnings = [f"Warning: {w}" for w in data_warnings(df, probe_metrics)] if warn else []
     footer = provenance_line(df, eta=eta)
+    band = legend.get_title().get_text().replace("\n", " ") if legend is not None else ""
+    shown.caption = [line for line in (band, footer, *warnings) if line]
+    drawn = warnings if shown.warnings_on_figure else []
+    warning_lines = _wrapped(fig, drawn, 7)
+    footer_lines = _wrapped(fig, [footer] if footer else [], 6.5)
     legend_in = 0.0
     if legend is not None:
         extent = legend.get_window_extent(fig.canvas.get_renderer())
         legend_in = extent.height / fig.dpi + NOTE_PAD_IN
-    top = (len(warnings) * WARNING_LINE_IN + NOTE_PAD_IN) if warnings else 0.0
-    footer_in = (FOOTER_LINE_IN + NOTE_PAD_IN) if footer else 0.0
+    top = (len(warning_lines) * WARNING_LINE_IN + NOTE_PAD_IN) if warning_lines else 0.0
+    footer_in = (len(footer_lines) * FOOTER_LINE_IN + NOTE_PAD_IN) if footer_lines else 0.0
     bottom = footer_in + legend_in
     height = fig.get_figheight() + top + bottom
     fig.set_figheight(height)
@@ -239,24 +288,28 @@ def annotate(
         engine.set(rect=(0.0, bottom / height, 1.0, 1.0 - (top + bottom) / height))
     if legend is not None:
         legend.set_bbox_to_anchor((0.5, bottom / height), transform=fig.transFigure)
-    if warnings:
-        text = "\n".join(f"Warning: {w}" for w in warnings)
+    if warning_lines:
         fig.text(
             0.5,
             1.0 - NOTE_PAD_IN / 2 / height,
-            text,
+            "\n".join(warning_lines),
             color=WARNING_COLOR,
             fontsize=7,
             ha="center",
             va="top",
         ).set_gid("warnings")
-    if footer:
+    if footer_lines:
         fig.text(
             0.5,
             NOTE_PAD_IN / 2 / height,
-            footer,
+            "\n".join(footer_lines),
             fontsize=6.5,
             color="0.3",
             ha="center",
             va="bottom",
         ).set_gid("footer")
+
+
+def _wrapped(fig: plt.Figure, lines: Sequence[str], fontsize: float) -> list[str]:
+    """The lines broken at spaces to fit the figure's width at `fontsize` points."""
+    return [part for line in lines for part in wrap_to_width(fig, line, fontsize).split("\n")]

@@ -18,6 +18,7 @@ import html
 import importlib
 import io
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from _common import make_parser, resolve_layers
 from _notes import HEALTH_METRICS
 from figures import FIGURES, FigureSpec, by_name, unmet_requirements
 
-from smoothbench.plotting import SAVE_OPTIONS, save_figure, set_style, swept_keys
+from smoothbench.plotting import SAVE_OPTIONS, SEED_BANDS, save_figure, set_style, swept_keys
 from smoothbench.results import (
     STATES,
     MissingMetricError,
@@ -65,6 +66,7 @@ class FigureResult:
     args: tuple[str, ...] = ()  # the script's arguments for this figure (its table row's)
     png: bytes | None = None
     reasons: list[str] = field(default_factory=list)
+    claims: tuple[str, ...] = ()  # the ids of the paper's claims it backs (its table row's)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,8 +150,10 @@ def _one_figure(
     spec: FigureSpec, runs: Sequence[RunRecord], band: str, save_to: Path | None
 ) -> FigureResult:
     module = figure_module(spec.script)
-    result = FigureResult(spec.name, spec.preset, figure_title(module), spec.script, spec.args)
-    result.reasons = unmet_requirements(spec, requirement_values(runs))
+    result = FigureResult(
+        spec.name, spec.preset, figure_title(module), spec.script, spec.args, claims=spec.claims
+    )
+    result.reasons = [r for r in unmet_requirements(spec, requirement_values(runs)) if r]
     if result.reasons:
         return result
     try:
@@ -242,10 +246,18 @@ def per_run_table(table: pd.DataFrame) -> pd.DataFrame:
                 for _, row in table.iterrows()
             ],
             "seed": table["seed"],
-            "reason": table["reason"],
+            "reason": table["reason"].map(reason_words),
         }
     )
     return out
+
+
+def reason_words(reason: Any) -> str:
+    """A run's reason as shown: empty for none (never "None" or "nan")."""
+    if reason is None or (isinstance(reason, float) and reason != reason):
+        return ""
+    text = str(reason).strip()
+    return "" if text in ("None", "nan", "null") else text
 
 
 def _fmt(value: Any) -> str:
@@ -261,8 +273,25 @@ def sweep_commands(runs: Sequence[RunRecord]) -> list[tuple[str, list[str]]]:
     for parent, group in by_parent.items():
         grid = sweep_command(group) if len(group) > 1 else None
         commands = [grid] if grid else [c for c in map(run_command, group) if c]
-        out.append((parent, commands))
+        out.append((parent, [shown_command(c) for c in commands]))
     return out
+
+
+# overrides of Hydra's own keys (output dirs, the sweeper's batching): plumbing of the launch,
+# not part of what was trained; the sweep dir heads the commands already
+INTERNAL_OVERRIDE = re.compile(r"^[+~]{0,2}hydra\.[\w.]+=")
+
+
+def shown_command(command: str) -> str:
+    """The command without internal `hydra.*=` overrides (the words kept as they were)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # unbalanced quotes: shown as recorded
+        return command
+    kept = [w for w in words if not INTERNAL_OVERRIDE.match(w)]
+    if len(kept) == len(words):
+        return command
+    return shlex.join(kept)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,33 +509,90 @@ def find_claims(paths: Sequence[str], out: Path) -> Path | None:
     return None
 
 
-def claims_html(
-    path: Path | None, paths: Sequence[str], figure_ids: Sequence[str]
-) -> tuple[str | None, str]:
-    """(the claims table as an HTML block, or None; a note on where it comes from).
+@dataclass
+class ClaimVerdicts:
+    """The claims' verdicts on these runs: claims.json entries (every scale's), the cpu/paper
+    agreement rows and a note on where they come from; `entries` empty when none."""
 
-    From claims.json (written by `smoothbench-claims`) when one is found, else evaluated here
-    with the claims registry. Each row links to its figure on this page."""
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    agreement: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+
+def load_claims(path: Path | None, paths: Sequence[str]) -> ClaimVerdicts:
+    """From claims.json (written by `smoothbench-claims`) when one is found, else evaluated
+    here with the claims registry."""
     try:
         from smoothbench import claims
+        from smoothbench.claims.render import verdict_dicts
     except ImportError:
-        return None, ""
+        return ClaimVerdicts()
     if path is not None:
-        verdicts, note = claims.read_json(path), f"from {path}"
-        agreement = claims.read_agreement(path)
-    else:
-        try:
-            verdicts = claims.evaluate_paths(list(paths))  # per scale, never pooled
-        except (OSError, ValueError, KeyError) as err:
-            return None, f"claims not evaluated: {err}"
-        note = "evaluated on these runs (smoothbench-claims writes the same table to claims.json)"
-        agreement = claims.agreement_rows(claims.entries_by_scale(verdicts))
-    if not verdicts:
-        return None, note
+        entries = claims.read_json(path)
+        return ClaimVerdicts(entries, claims.read_agreement(path), f"from {path}")
+    try:
+        verdicts = claims.evaluate_paths(list(paths))  # per scale, never pooled
+    except (OSError, ValueError, KeyError) as err:
+        return ClaimVerdicts(note=f"claims not evaluated: {err}")
+    entries = verdict_dicts(verdicts)
+    note = "evaluated on these runs (smoothbench-claims writes the same table to claims.json)"
+    return ClaimVerdicts(entries, claims.agreement_rows(claims.entries_by_scale(verdicts)), note)
+
+
+def claims_html(verdicts: ClaimVerdicts, figure_ids: Sequence[str]) -> tuple[str | None, str]:
+    """(the claims table as an HTML block, or None; a note on where it comes from). Each row
+    links to its figure on this page."""
+    if not verdicts.entries:
+        return None, verdicts.note
+    from smoothbench import claims
+
     links = {name: f"#{name}" for name in figure_ids}
     # the verdicts first (one block per scale), then whether cpu and paper scale agree
-    table = claims.to_html(verdicts, figure_links=links)
-    return f"{table}\n<h3>cpu and paper scale</h3>\n{claims.agreement_html(agreement, links)}", note
+    table = claims.to_html(verdicts.entries, figure_links=links)
+    agreement = claims.agreement_html(verdicts.agreement, links)
+    return f"{table}\n<h3>cpu and paper scale</h3>\n{agreement}", verdicts.note
+
+
+# how a figure's caption introduces each kind of claim (smoothbench.claims.registry)
+CLAIM_PREFIX = {
+    "paper": "The paper",
+    "sensitivity": "The paper, at another setting",
+    "check": "Check of the measurement",
+}
+
+
+def claim_caption(claim_ids: Sequence[str], entries: Sequence[dict[str, Any]]) -> str:
+    """Under a figure, per claim it backs: "The paper: <statement>" and beside it the verdict
+    measured on these runs at each scale ("not evaluated" without one); HTML."""
+    try:
+        from smoothbench.claims import CLAIMS_BY_ID
+    except ImportError:
+        return ""
+    e = html.escape
+    items = []
+    for claim_id in claim_ids:
+        claim = CLAIMS_BY_ID.get(claim_id)
+        if claim is None:
+            continue
+        found = [x for x in entries if x.get("id") == claim_id]
+        verdicts = [_measured(x) for x in found] or ['<span class="measured">not evaluated</span>']
+        items.append(
+            f"<li>{CLAIM_PREFIX.get(claim.kind, 'The paper')}: {e(claim.statement)} "
+            f"({e(claim.source)}) — " + "; ".join(verdicts) + "</li>"
+        )
+    return f'<ul class="claimed">{"".join(items)}</ul>' if items else ""
+
+
+def _measured(entry: dict[str, Any]) -> str:
+    """ "measured (cpu): holds, 0.217 [0.195, 0.238]" as HTML, the verdict styled by its kind."""
+    verdict = str(entry.get("verdict") or "not run")
+    scale = f" ({entry['scale']})" if entry.get("scale") else ""
+    interval = f", {entry['interval']}" if entry.get("interval") else ""
+    css = verdict.replace(" ", "-")
+    return (
+        f'<span class="measured {html.escape(css)}">measured{html.escape(scale)}: '
+        f"<b>{html.escape(verdict)}</b>{html.escape(interval)}</span>"
+    )
 
 
 def claims_css() -> str:
@@ -527,18 +613,25 @@ def _table_html(frame: pd.DataFrame) -> str:
 
 STYLE = f"""
 body {{ font-family: system-ui, sans-serif; max-width: {CONTENT_WIDTH_PX}px; margin: 2em auto;
-  padding: 0 1em; color: #222; overflow-wrap: anywhere; }}
+  padding: 0 1em; color: #222; hyphens: manual; }}
 h1 {{ font-size: 1.5em; }} h2 {{ margin-top: 2em; border-bottom: 1px solid #ccc; }}
 table.table {{ border-collapse: collapse; font-size: 0.85em; max-width: 100%; }}
 table.table th, table.table td {{ padding: 2px 8px; border-bottom: 1px solid #eee;
   text-align: left; vertical-align: top; }}
-table.banner {{ border-collapse: collapse; font-size: 0.9em; background: #f4f7fb; width: 100%; }}
+table.banner {{ border-collapse: collapse; font-size: 0.9em; background: #f4f7fb; width: 100%;
+  table-layout: fixed; }}
 table.banner th {{ text-align: left; padding: 2px 10px; width: 11em; vertical-align: top; }}
 table.banner td {{ padding: 2px 10px; }}
+code, a {{ overflow-wrap: break-word; }}
 pre {{ background: #f6f6f6; padding: 0.6em; font-size: 0.85em; white-space: pre-wrap;
-  overflow-wrap: anywhere; }}
+  overflow-wrap: break-word; }}
 figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; height: auto; }}
 figcaption {{ font-size: 0.9em; color: #444; }}
+ul.claimed {{ margin: 0.3em 0 0 0; padding-left: 1.2em; }}
+ul.claimed li {{ margin: 0.15em 0; }}
+.measured {{ padding: 0 0.3em; border-radius: 3px; background: #e2e3e5; white-space: nowrap; }}
+.measured.holds {{ background: #d4edda; }} .measured.fails {{ background: #f8d7da; }}
+.measured.inconclusive {{ background: #fff3cd; }}
 .notdrawable {{ border-left: 3px solid #b00000; padding: 0.3em 0.8em; background: #fbf3f3; }}
 """
 
@@ -553,8 +646,10 @@ def render_html(
     per_run: pd.DataFrame,
     commands: Sequence[tuple[str, list[str]]],
     missing_presets: Sequence[str] = (),
+    verdicts: Sequence[dict[str, Any]] = (),
 ) -> str:
-    """The page: banner, claims, figures, accuracies, statuses, commands."""
+    """The page: banner, claims, figures (each captioned with the paper's claims it backs and
+    their `verdicts` here), accuracies, statuses, commands."""
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -594,7 +689,8 @@ def render_html(
         parts.append(
             f'<figure id="{e(figure.name)}"><img alt="{e(figure.name)}" '
             f'src="data:image/png;base64,{data}"><figcaption><b>{e(figure.name)}</b> '
-            f"({where}): {e(figure.title)} (<code>{command}</code>)</figcaption></figure>"
+            f"({where}): {e(figure.title)} (<code>{command}</code>)"
+            f"{claim_caption(figure.claims, verdicts)}</figcaption></figure>"
         )
     if missing_presets:
         parts.append(
@@ -644,16 +740,18 @@ def write_report(
         accuracy.append((preset, accuracy_table(run_table(group))))
     per_run = pd.concat([per_run_table(run_table(g)) for g in groups.values()], ignore_index=True)
     missing = sorted({s.preset for s in specs if s.preset not in groups})
+    verdicts = load_claims(find_claims(paths, out), paths)
     page = render_html(
         sorted({str(Path(r.run_dir).parent) for r in runs}),
         banner_rows(paths, runs),
-        claims_html(find_claims(paths, out), paths, [r.name for r in results]),
+        claims_html(verdicts, [r.name for r in results]),
         results,
         accuracy,
         status_counts(run_table(runs)),
         per_run,
         sweep_commands(runs),
         missing,
+        verdicts.entries,
     )
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
@@ -668,9 +766,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="report", help="output dir (default: report)")
     parser.add_argument(
         "--band",
-        choices=("minmax", "std"),
+        choices=SEED_BANDS,
         default="minmax",
-        help="band around the mean over seeds (default: minmax)",
+        help="band around the mean over seeds (default: minmax; see the figure scripts' --band)",
     )
     parser.add_argument(
         "--status", nargs="+", choices=STATES, help="keep only runs in these states"

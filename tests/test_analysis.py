@@ -415,7 +415,7 @@ def test_report_accuracy_tables_per_preset(report_page):
     counts = dict(re.findall(r"<td>(\w+)</td>\s*<td>(\d+)</td>", statuses))
     assert counts == {"finished": "13", "diverged": "1", "running": "1", "failed": "1"}
     assert "RuntimeError: out of memory" in page
-    assert "smoothbench-train --multirun hydra.sweep.dir=multirun/test experiment=fig10 " in page
+    assert "smoothbench-train --multirun experiment=fig10 " in page
     assert "norm=none,batch seed=0,1" in page
     assert "<script" not in page and "http" not in page.split("<body>")[1]
 
@@ -539,14 +539,14 @@ def overflow_problems(page: str, window_px: int = 1400) -> list[str]:
         problems.append("<pre> does not wrap")
     if "<img" in page and not re.search(r"img \{[^}]*max-width: 100%", style):
         problems.append("images are not fitted to the page width")
-    if "overflow-wrap: anywhere" not in style:
+    if not re.search(r"pre \{[^}]*overflow-wrap: break-word", style):
         problems.append("long words (paths, commands) do not wrap")
     parser = _Tables()
     parser.feed(page)
     for index, columns in enumerate(parser.tables):
         needed = sum(CHAR_PX * n + CELL_PAD_PX for n in columns.values())
-        # overflow-wrap: anywhere lets a browser break long words, but a table needing more
-        # than the page is unreadable anyway: count it as overflow
+        # words in table cells are never broken (no overflow-wrap: anywhere): a table needing
+        # more than the page overflows it
         if needed > width:
             problems.append(f"table {index} needs {needed:.0f}px of {width}px")
     return problems
@@ -882,3 +882,131 @@ def test_report_banner_reads_the_runs_provenance(tmp_path):
     assert rows["git commit (runs)"] == "0123456789ab (with uncommitted changes)"
     assert rows["packages (runs)"] == "torch 2.9.0, numpy 2.1.0"
     assert rows["torch threads (runs)"] == "1"
+
+
+# --- figures for a paper: --band, --format, --width, --no-warnings -----------------------------
+
+
+def test_seed_bands_against_numpy_and_scipy():
+    """sem = s / sqrt(n), ci95 = t(0.975, n - 1) s / sqrt(n), none = no band; one seed: none."""
+    from scipy import stats
+
+    from smoothbench.plotting import seed_band
+
+    values = [1.0, 2.0, 4.0, 7.0]
+    frame = pd.DataFrame(
+        {"c": ["a"] * 4 + ["b"], "step": [0] * 5, "value": values + [3.0], "run": list("pqrst")}
+    )
+    s = np.std(values, ddof=1)
+    sem = s / math.sqrt(4)
+    half = {"sem": sem, "ci95": stats.t.ppf(0.975, 3) * sem, "none": 0.0, "std": s}
+    for band, width in half.items():
+        out = seed_band(frame, ["c"], band=band).set_index("c")
+        assert out.loc["a", "mean"] == pytest.approx(3.5)
+        assert out.loc["a", "hi"] - out.loc["a", "mean"] == pytest.approx(width)
+        assert out.loc["a", "mean"] - out.loc["a", "lo"] == pytest.approx(width)
+        assert out.loc["b", "lo"] == out.loc["b", "hi"] == 3.0  # one seed: no spread
+    with pytest.raises(ValueError, match="choose one of: minmax, std, sem, ci95, none"):
+        seed_band(frame, ["c"], band="iqr")
+
+
+def test_band_is_named_in_the_legend(vgg):
+    fig = script("fig3").make_figure(vgg, layers=[5], band="ci95")
+    assert fig.legends[0].get_title().get_text() == (
+        "line: mean over 1–2 seeds; band: 95 % t-interval of the mean over seeds "
+        "(none for a single seed)"
+    )
+    fig = script("fig3").make_figure(vgg, layers=[5], band="none")
+    assert fig.legends[0].get_title().get_text() == "line: mean over 1–2 seeds; no band"
+    assert all(not ax.collections for ax in fig.axes)
+
+
+def test_no_warnings_moves_them_to_the_caption_file(sweeps, tmp_path, capsys):
+    from PIL import Image
+
+    argv = [str(sweeps["vgg"]), "--out", str(tmp_path), "--layers", "5", "--band", "sem"]
+    argv += ["--no-warnings", "--format", "svg", "--format", "pdf,png", "--width", "column"]
+    assert script("fig3").main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out.split()
+    assert [Path(p).name for p in printed] == [
+        "fig3.svg",
+        "fig3.pdf",
+        "fig3.png",
+        "fig3.caption.txt",
+    ]
+    caption = (tmp_path / "fig3.caption.txt").read_text().splitlines()
+    assert caption[0] == (
+        "line: mean over 1–2 seeds; band: ±1 standard error of the mean over seeds "
+        "(none for a single seed)"
+    )
+    assert "Warning: diverged: Standard + BatchNorm, lr 0.1, seed 1" in caption
+    assert "Warning:" not in (tmp_path / "fig3.svg").read_text()  # not on the image
+    # column width (3.25 in at savefig.dpi 200); the fonts keep their point sizes
+    assert Image.open(tmp_path / "fig3.png").size[0] == pytest.approx(650, abs=2)
+
+
+def test_figures_keep_their_warnings_by_default(vgg):
+    common = script("_common")
+    with common.presenting(common.Presentation(warnings_on_figure=False)) as shown:
+        quiet = script("fig3").make_figure(vgg, layers=[5])
+    assert texts(quiet, "warnings") == ""
+    assert any(line.startswith("Warning: diverged") for line in shown.caption)
+    assert "Warning: diverged" in texts(script("fig3").make_figure(vgg, layers=[5]), "warnings")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "allowed"),
+    [
+        ("--band", "iqr", "'minmax', 'std', 'sem', 'ci95', 'none'"),
+        ("--format", "jpg", "pdf, png, svg"),
+        ("--width", "wide", "'column', 'page'"),
+    ],
+)
+def test_bad_figure_options_are_one_line_and_status_2(option, value, allowed, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        script("fig4").main([str(tmp_path), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"fig4: error: argument {option}")
+    assert allowed in err
+
+
+# --- the report for a paper ----------------------------------------------------------------------
+
+
+def test_report_never_shows_none_as_a_reason(tmp_path):
+    """Finished runs have a null reason: the column is empty, not "None"."""
+    runs = make_norms_sweep(tmp_path, experiment="fig2", name="fig2")
+    page = script("report").write_report([str(runs)], tmp_path / "out", figures=[]).read_text()
+    every_run = page.split("<h3>Every run</h3>")[1].split("</table>")[0]
+    assert "finished" in every_run
+    assert "None" not in every_run and "nan" not in every_run
+
+
+def test_report_commands_leave_out_hydra_plumbing(report_page):
+    commands = report_page.split("Commands that produced the runs</h2>")[1]
+    assert "smoothbench-train --multirun" in commands
+    assert "hydra." not in commands  # hydra.sweep.dir=..., hydra.mode=..., hydra.output_subdir
+
+
+def test_report_breaks_lines_between_words(report_page):
+    """No mid-word breaks ("inconclusiv/e"): nothing breaks words anywhere; only paths and
+    commands (<code>, <pre>, links) may break a word that is longer than the line."""
+    style = report_page.split("<style>")[1].split("</style>")[0]
+    assert "anywhere" not in style and "break-all" not in style
+    assert "hyphens: manual" in style
+    for rule in re.findall(r"([^{}]+)\{[^}]*overflow-wrap: break-word", style):
+        assert set(rule.replace(",", " ").split()) <= {"pre", "code", "a"}, rule
+
+
+def test_report_captions_state_the_paper_claim_and_the_verdict(report_page):
+    from smoothbench.claims import CLAIMS_BY_ID
+
+    caption = report_page.split('<figure id="fig1">')[1].split("</figure>")[0]
+    claimed = caption.split('<ul class="claimed">')[1]
+    items = re.findall(r"<li>(.*?)</li>", claimed)
+    assert len(items) == len(script("figures").by_name(["fig1"])[0].claims)
+    statement = html.escape(CLAIMS_BY_ID["bn_trains_faster"].statement)
+    item = next(i for i in items if statement in i)
+    assert item.startswith(f"The paper: {statement}")
+    assert re.search(r'— <span class="measured [\w-]+">measured( \(\w+\))?: <b>[\w ]+</b>', item)

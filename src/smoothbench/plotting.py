@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,14 @@ MARKERS_PER_LINE = 8  # at most about this many markers on one line
 BAND_CAPTIONS = {
     "minmax": "line: mean over seeds; band: min–max over seeds",
     "std": "line: mean over seeds; band: ±1 std over seeds",
+    "sem": "line: mean over seeds; band: ±1 standard error of the mean over seeds",
+    "ci95": "line: mean over seeds; band: 95 % t-interval of the mean over seeds",
+    "none": "line: mean over seeds; no band",
 }
+SEED_BANDS = tuple(BAND_CAPTIONS)
+# figure widths of a two-column paper, inches: one column, the whole text width
+FIGURE_WIDTHS = {"column": 3.25, "page": 6.75}
+FIGURE_FORMATS = ("pdf", "png", "svg")
 # Config keys that never define a condition: they change what is recorded or where, not the
 # training (probes are bitwise neutral), so runs differing only in them are the same condition.
 BOOKKEEPING_KEYS = (
@@ -98,14 +106,23 @@ def norm_label(name: str | None) -> str:
     return NORM_LABELS.get(str(name), str(name))
 
 
-def save_figure(fig: matplotlib.figure.Figure, out_dir: str | os.PathLike, name: str) -> list[Path]:
-    """Write `<out_dir>/<name>.pdf` and `.png` at the figure's own size; returns both paths.
+def save_figure(
+    fig: matplotlib.figure.Figure,
+    out_dir: str | os.PathLike,
+    name: str,
+    formats: Sequence[str] = ("pdf", "png"),
+) -> list[Path]:
+    """Write `<out_dir>/<name>.<format>` for each format (default PDF and PNG) at the figure's
+    own size; returns the paths.
 
     Figures use constrained layout (legends and notes included), so nothing is cropped or lost.
     """
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format {unknown[0]!r}; choose from: {', '.join(FIGURE_FORMATS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.pdf", out / f"{name}.png"]
+    paths = [out / f"{name}.{f}" for f in dict.fromkeys(formats)]
     for path in paths:
         fig.savefig(path, **SAVE_OPTIONS)
     return paths
@@ -113,6 +130,47 @@ def save_figure(fig: matplotlib.figure.Figure, out_dir: str | os.PathLike, name:
 
 # every file of a figure (PDF, PNG, the report's PNG) is saved the same way: the figure's size
 SAVE_OPTIONS: dict[str, Any] = {}
+
+
+def fit_width(fig: matplotlib.figure.Figure, width: float | None) -> None:
+    """Make the figure `width` inches wide (None: leave it). Fonts keep their point sizes, so
+    text stays as readable as at full width and the panels give up the room; the height
+    shrinks by the fourth root of the width's ratio, so narrowed panels do not become slivers,
+    and long panel-group titles break over lines. A figure already that wide is left alone."""
+    old = fig.get_figwidth()
+    if width is None or math.isclose(old, width, rel_tol=1e-3):
+        return
+    fig.set_size_inches(width, fig.get_figheight() * (width / old) ** 0.25)
+    for title in _figure_titles(fig):
+        title.set_text(wrap_to_width(fig, title.get_text(), title.get_fontsize()))
+    for ax in fig.get_axes():  # a panel's title fits over its panel
+        inches = ax.get_position().width * width
+        ax.title.set_text(wrap_to_width(inches, ax.title.get_text(), ax.title.get_fontsize()))
+        locator = ax.xaxis.get_major_locator()
+        if inches < NARROW_PANEL_IN and isinstance(locator, MaxNLocator):
+            locator.set_params(nbins=3)  # "0 500 1000" would run together
+
+
+def wrap_to_width(fig: matplotlib.figure.Figure | float, text: str, fontsize: float) -> str:
+    """`text` broken at spaces into lines that fit the figure's width (or a width in inches)
+    at `fontsize` points."""
+    inches = fig if isinstance(fig, int | float) else fig.get_figwidth()
+    chars = max(12, int(inches * 72 / (CHAR_EM * fontsize)))
+    return "\n".join(
+        textwrap.fill(line, chars, break_long_words=False, break_on_hyphens=False)
+        for line in text.split("\n")
+    )
+
+
+CHAR_EM = 0.55  # a character's mean width in font sizes (DejaVu Sans, with a margin)
+NARROW_PANEL_IN = 1.5  # a panel narrower than this gets fewer step ticks
+
+
+def _figure_titles(fig: Any) -> list[Any]:
+    titles = [fig._suptitle] if getattr(fig, "_suptitle", None) is not None else []
+    for sub in getattr(fig, "subfigs", []):
+        titles += _figure_titles(sub)
+    return titles
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,13 +373,39 @@ def plot_metric(
     styles = styles or ConditionStyles(conds)
     lines = []
     for condition in conds:
-        agg = aggregate_seeds(select(rows, condition), list(condition), band=band)
+        agg = seed_band(select(rows, condition), list(condition), band=band)
         if agg["mean"].notna().sum() == 0:
             continue
         lines.append(
             plot_band(ax, agg["step"], agg["mean"], agg["lo"], agg["hi"], **styles(condition))
         )
     return lines
+
+
+def seed_band(
+    frame: pd.DataFrame, by: Sequence[str], band: str = "minmax", value: str = "value"
+) -> pd.DataFrame:
+    """aggregate_seeds with every band of SEED_BANDS: "minmax", "std" (± sample std), "sem"
+    (± std / sqrt(n)), "ci95" (± t_0.975,n−1 · std / sqrt(n), the 95 % t-interval of the
+    mean), "none" (lo = hi = mean). One run has no spread: lo = hi = mean for every band."""
+    if band not in SEED_BANDS:
+        raise ValueError(f"unknown band {band!r}; choose one of: {', '.join(SEED_BANDS)}")
+    if band in ("minmax", "std"):
+        return aggregate_seeds(frame, by, band=band, value=value)
+    out = aggregate_seeds(frame, by, band="std", value=value)
+    std = (out["hi"] - out["lo"]) / 2
+    n = out["n"].astype(float)
+    if band == "none":
+        half = std * 0.0
+    else:
+        half = std / np.sqrt(n.clip(lower=1.0))
+        if band == "ci95":
+            from scipy import stats
+
+            t = stats.t.ppf(0.975, (n - 1).clip(lower=1.0))
+            half = half * np.where(n > 1, t, 0.0)
+    out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
+    return out
 
 
 def plot_range_band(
