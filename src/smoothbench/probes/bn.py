@@ -172,6 +172,11 @@ class BnProbe(Probe):
     def has_work(self) -> bool:
         return bool(self.layers)
 
+    def cost_units(self) -> float:
+        # one forward-backward with hooks on every norm layer: 1.7 steps measured on VGG-11
+        # (scripts/benchmark.py, experiment=fig4 scale=cpu)
+        return 2.0
+
     def measure(self, step: int, batch) -> dict:
         damping = bn_gradient_damping(self.model, self.loss_fn, batch, self.layers)
         return {
