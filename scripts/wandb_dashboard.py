@@ -3,24 +3,32 @@
     python scripts/wandb_dashboard.py --dry-run                      # print the spec as JSON
     python scripts/wandb_dashboard.py --entity E --project P         # save every workspace
     python scripts/wandb_dashboard.py --entity E --project P --scale cpu --figures fig1 fig4
+    python scripts/wandb_dashboard.py --dry-run --scale cpu --runs multirun/   # layers of runs
 
 The panels come from the figure table, `smoothbench.paper`: a preset's workspace holds the W&B
-sections of every figure drawn from that preset. Each workspace shows the runs of one W&B group,
-`<experiment>-<scale>` (the `experiment` preset of conf/experiment/*.yaml at one `scale`: smoke,
-cpu and paper runs never average together), grouped by the config keys its figures compare (the
-keys the preset sweeps), so seeds of one setting are averaged into a mean line with a min-max
-band. The x-axis is our own `step` metric (the sink declares it the step metric of every
-key); `train/two_over_lr` is a key the sink derives for the Hessian panel. Needs
-`pip install 'smoothbench[dashboards]'` and a W&B login for the real mode; `--dry-run` needs
-neither. Each real run saves new workspaces (views).
+sections of every figure drawn from that preset. Its per-layer panels (`act/layerK/...`,
+`ics/layerK/...`) show the layers the runs measure, not the paper's: the runs under `--runs`
+of that preset and scale (their `.hydra/config.yaml`), else the preset's config composed at
+`--scale` (at scale=cpu, fig1 measures VGG-11's layers #2 and #7, not VGG-16's #3 and #11).
+
+Each workspace shows the runs of one W&B group, `<experiment>-<scale>` (the `experiment`
+preset of conf/experiment/*.yaml at one `scale`: smoke, cpu and paper runs never average
+together), grouped by the config keys its figures compare (the keys the preset sweeps), so
+seeds of one setting are averaged into a mean line with a min-max band. The x-axis is our own
+`step` metric (the sink declares it the step metric of every key); `train/two_over_lr` is a key
+the sink derives for the Hessian panel. Needs
+`pip install 'smoothbench[dashboards]'` (also in the `dev` extra) and a W&B login for the real
+mode; `--dry-run` needs neither. Each real run saves new workspaces (views).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 from smoothbench import paper
 from smoothbench.paper import Panel, Section
@@ -28,6 +36,10 @@ from smoothbench.sinks import run_group
 
 X_AXIS = "step"
 SCALES = ("smoke", "cpu", "paper")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# per-layer metric keys: their prefix names the probe whose `layers` they follow
+LAYER_KEY = re.compile(r"(act|ics)/layer(\d+)/(.+)")
+PROBE_OF = {"act": "activations", "ics": "ics"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,84 @@ def workspace_spec(preset: str) -> FigureSpec:
 
 # one workspace per preset, in the order of the figure table
 FIGURES: dict[str, FigureSpec] = {preset: workspace_spec(preset) for preset in paper.presets()}
+
+
+def measured_layers(config: dict) -> dict[str, tuple[int, ...]]:
+    """{"act": layers, "ics": layers} a run config measures (none for a probe that is off)."""
+    measured = {}
+    for prefix, probe in PROBE_OF.items():
+        settings = (config.get("probes") or {}).get(probe) or {}
+        off = (settings.get("schedule") or {}).get("kind") == "off"
+        measured[prefix] = () if off else tuple(int(k) for k in settings.get("layers") or ())
+    return measured
+
+
+def preset_layers(preset: str, scale: str) -> dict[str, tuple[int, ...]]:
+    """The layers the preset measures at `scale`, from its composed config."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from smoothbench.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", [f"experiment={preset}", f"scale={scale}"])
+    return measured_layers({"probes": OmegaConf.to_container(cfg.probes, resolve=True)})
+
+
+def run_layers(roots: list[str], scale: str) -> dict[str, dict[str, tuple[int, ...]]]:
+    """{preset: {"act": layers, "ics": layers}}: the layers measured by any run at `scale`
+    under `roots` (run dirs or sweep dirs, read from their `.hydra/config.yaml`)."""
+    import yaml
+
+    found: dict[str, dict[str, set[int]]] = {}
+    for root in roots:
+        for path in sorted(Path(root).glob("**/.hydra/config.yaml")):
+            try:
+                config = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            if not isinstance(config, dict) or config.get("scale") != scale:
+                continue
+            layers = found.setdefault(str(config.get("experiment")), {p: set() for p in PROBE_OF})
+            for prefix, ks in measured_layers(config).items():
+                layers[prefix].update(ks)
+    return {e: {p: tuple(sorted(ks)) for p, ks in ls.items()} for e, ls in found.items()}
+
+
+def at_layers(spec: FigureSpec, layers: dict[str, tuple[int, ...]]) -> FigureSpec:
+    """`spec` with each section's per-layer panels drawn for `layers` instead of the paper's
+    (same metrics per layer, in the same order); a section left with no panel is dropped."""
+    sections = []
+    for section in spec.sections:
+        panels = _panels_at(section.panels, layers)
+        if panels:
+            sections.append(Section(section.name, panels))
+    return replace(spec, sections=tuple(sections))
+
+
+def _panels_at(panels: tuple[Panel, ...], layers: dict[str, tuple[int, ...]]) -> tuple:
+    """The per-layer panels redrawn for `layers`, where the first of them stood."""
+    matches = [LAYER_KEY.fullmatch(p.y[0]) if len(p.y) == 1 else None for p in panels]
+    if not any(matches):
+        return panels
+    at = next(i for i, m in enumerate(matches) if m)
+    # the metrics drawn per layer: those of the section's first layer, in order
+    first_layer = matches[at].group(2)
+    template = [
+        (m.group(1), m.group(3), p.log_y)
+        for p, m in zip(panels, matches, strict=True)
+        if m and m.group(2) == first_layer
+    ]
+    redrawn = tuple(
+        paper.one(f"{prefix}/layer{k}/{metric}", log_y=log_y)
+        for prefix in dict.fromkeys(prefix for prefix, _, _ in template)
+        for k in layers.get(prefix, ())
+        for p, metric, log_y in template
+        if p == prefix
+    )
+    rest = tuple(p for p, m in zip(panels, matches, strict=True) if not m)
+    return rest[:at] + redrawn + rest[at:]
 
 
 def wandb_group(spec: FigureSpec, scale: str) -> str:
@@ -111,8 +201,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="paper",
         help=f"which runs to show: {' | '.join(SCALES)} (default: paper)",
     )
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="run or sweep dirs to read the measured layers from (default: each preset's config "
+        "at --scale)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the spec as JSON; no W&B")
     return p.parse_args(argv)
+
+
+def scaled_specs(figures: list[str], scale: str, runs: list[str]) -> dict[str, FigureSpec]:
+    """The specs of `figures` with the layers their runs measure at `scale` (module docstring)."""
+    from_runs = run_layers(runs, scale) if runs else {}
+    return {
+        f: at_layers(FIGURES[f], from_runs.get(f) or preset_layers(FIGURES[f].group, scale))
+        for f in figures
+    }
 
 
 def fail(message: str) -> int:
@@ -127,7 +234,17 @@ def main(argv=None) -> int:
         return fail(f"unknown figure '{unknown[0]}'; choose from: {', '.join(FIGURES)}")
     if args.scale not in SCALES:
         return fail(f"unknown scale '{args.scale}'; choose from: {', '.join(SCALES)}")
-    specs = {f: FIGURES[f] for f in args.figures}
+    missing = [r for r in args.runs if not Path(r).is_dir()]
+    if missing:
+        return fail(f"--runs {missing[0]!r} is not a directory; pass run or sweep directories")
+    if not args.dry_run:
+        if not (args.entity and args.project):
+            return fail("--entity and --project are required unless --dry-run")
+        try:
+            import wandb_workspaces  # noqa: F401
+        except ImportError:
+            return fail("wandb-workspaces is not installed; pip install 'smoothbench[dashboards]'")
+    specs = scaled_specs(args.figures, args.scale, args.runs)
     if args.dry_run:
         printed = {
             f: {
@@ -140,12 +257,6 @@ def main(argv=None) -> int:
         }
         print(json.dumps(printed, indent=2))
         return 0
-    if not (args.entity and args.project):
-        return fail("--entity and --project are required unless --dry-run")
-    try:
-        import wandb_workspaces  # noqa: F401
-    except ImportError:
-        return fail("wandb-workspaces is not installed; pip install 'smoothbench[dashboards]'")
     for spec in specs.values():
         build_workspace(spec, entity=args.entity, project=args.project, scale=args.scale).save()
     return 0

@@ -197,12 +197,51 @@ def test_a_resumed_mirror_backfills_only_its_own_session(tmp_path):
         (
             {"seed": 0, "model": {"name": "vgg11"}, "norm": {"name": "batch"}},
             ["probes=off", "steps=2", "hydra.output_subdir=null", "+optim.momentum=0.9"],
-            "vgg11-batch-probesoff-steps2-momentum0.9-s0",
+            "vgg11-batch-momentum0.9-s0",
+        ),
+        (  # bookkeeping: how often to evaluate, checkpoint or probe, where and how to run
+            {"experiment": "fig1", "seed": 1, "model": {}, "norm": {}},
+            [
+                "checkpoint_every=20",
+                "eval_every=20",
+                "eval_batch_size=512",
+                "keep_checkpoints=[100]",
+                "progress=false",
+                "threads=4",
+                "device=cuda",
+                "resume=never",
+                "logger=wandb",
+                "logger.mode=online",
+                "launcher=slurm",
+                "probes.ics.schedule.every=10",
+                "probes.activations.layers=[2,7]",
+                "norm=batch",
+                "optim.lr=0.5",
+                "seed=1",
+            ],
+            "fig1-batch-lr0.5-s1",
+        ),
+        (  # under a decaying lr the budget shapes the schedule, so it names the run
+            {
+                "seed": 0,
+                "model": {"name": "vgg11"},
+                "norm": {"name": "batch"},
+                "optim": {"schedule": "cosine"},
+            },
+            ["steps=200", "data=cifar10", "optim.weight_decay=5e-4"],
+            "vgg11-batch-steps200-cifar10-weight_decay5e-4-s0",
         ),
     ],
 )
 def test_run_names_carry_the_swept_keys(config, overrides, name):
     assert run_name(config, overrides) == name
+
+
+def test_bookkeeping_keys_are_the_configs_non_trajectory_keys():
+    from smoothbench.config import NON_TRAJECTORY_KEYS
+    from smoothbench.sinks import BOOKKEEPING_KEYS
+
+    assert set(BOOKKEEPING_KEYS) == set(NON_TRAJECTORY_KEYS)
 
 
 def test_tags_and_group_separate_scales_and_experiments():
@@ -251,3 +290,64 @@ def test_the_wandb_run_records_name_tags_group_and_provenance(smoke, tmp_path, m
     assert config["overrides"] == ["experiment=fig4", "scale=smoke", "norm=none", "seed=0"]
     assert len(config["git_commit"]) == 40
     assert config["versions"]["torch"] and config["versions"]["wandb"]
+
+
+def offline_runs(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.parametrize("env", ["offline", "disabled"])
+def test_wandb_mode_follows_the_environment(smoke, tmp_path, monkeypatch, env):
+    monkeypatch.setenv("WANDB_MODE", env)
+    cfg = smoke("logger=wandb", "steps=1", "probes=off")
+    assert cfg.logger.mode == env
+    assert train(cfg, tmp_path)["state"] == "finished"
+    assert len(offline_runs(tmp_path)) == (env == "offline")
+
+
+def test_wandb_mode_without_the_environment_is_offline(smoke, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert smoke("logger=wandb").logger.mode == "offline"
+
+
+def test_an_explicit_logger_mode_wins_over_the_environment(smoke, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "online")  # would need W&B's servers, were it obeyed
+    cfg = smoke("logger=wandb", "logger.mode=offline", "steps=1", "probes=off")
+    assert train(cfg, tmp_path)["state"] == "finished"
+    (folder,) = offline_runs(tmp_path)
+    history = read_history(next(folder.glob("*.wandb")))
+    assert [h["step"] for h in history] == [r["step"] for r in read_metrics(tmp_path)]
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert smoke("logger=wandb", "logger.mode=disabled").logger.mode == "disabled"
+
+
+def test_a_null_mode_lets_wandb_decide(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    sink = WandbSink.for_run(tmp_path, {"logger": {"mode": None}}, [], echo=lambda line: None)
+    assert sink.run.settings.mode == "offline"
+    sink.close("finished")
+    assert len(offline_runs(tmp_path)) == 1
+
+
+def test_a_run_started_by_a_wandb_agent_keeps_the_agents_run_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_RUN_ID", "sweeprun123")  # what `wandb agent` sets
+    sink = WandbSink.for_run(tmp_path, {"logger": {}}, [], echo=lambda line: None)
+    sink.close("finished")
+    assert (tmp_path / "wandb_id.txt").read_text().strip() == "sweeprun123"
+    (folder,) = offline_runs(tmp_path)
+    assert folder.name.endswith("-sweeprun123")
+
+
+def test_an_unknown_logger_mode_is_a_one_line_error(smoke, tmp_path, monkeypatch):
+    from smoothbench.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"unknown logger.mode 'cloud'; choose one of") as err:
+        validate(smoke("logger=wandb", "logger.mode=cloud"))
+    assert "\n" not in str(err.value)
+    monkeypatch.setenv("WANDB_MODE", "dryrun")  # W&B's own legacy word: not one of ours
+    with pytest.raises(ConfigError, match="'dryrun'"):
+        validate(smoke("logger=wandb"))
+    with pytest.raises(ValueError, match=r"^unknown logger.mode 'cloud'; choose one of: online"):
+        WandbSink(tmp_path, {}, project="p", mode="cloud")
+    assert not (tmp_path / "wandb_id.txt").exists()

@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import unicodedata
+from dataclasses import asdict
 
 import pytest
 import yaml
@@ -254,3 +255,59 @@ def test_real_mode_saves_every_requested_workspace(monkeypatch):
         dash.workspace_name(dash.FIGURES["hessian"], "paper"),
     ]
     assert {(w.entity, w.project) for w in saved} == {("e", "p")}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("scale", ["cpu", "paper"])
+def test_per_layer_panels_show_the_layers_measured_at_the_scale(name, scale):
+    probes = composed(name, scale)["probes"]
+    spec = dash.at_layers(dash.FIGURES[name], dash.preset_layers(name, scale))
+    for key in spec_keys(spec):
+        match = dash.LAYER_KEY.fullmatch(key)
+        if match:
+            probe = probes[dash.PROBE_OF[match.group(1)]]
+            assert probe["schedule"]["kind"] != "off", f"{name}: {key} is never measured"
+            assert int(match.group(2)) in probe["layers"], f"{name} at {scale}: {key} not probed"
+    if scale == "paper":  # the paper's own layers: the figure table's panels, unchanged
+        assert spec == dash.FIGURES[name]
+
+
+def test_at_cpu_scale_fig1_shows_vgg11s_layers_2_and_7(capsys):
+    assert dash.main(["--dry-run", "--figures", "fig1", "fig2", "--scale", "cpu"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    fig1 = [p["y"][0] for s in printed["fig1"]["sections"] for p in s["panels"]]
+    assert fig1 == ["train/acc", "test/acc", "act/layer2/hist", "act/layer7/hist"]
+    (moments,) = [s for s in printed["fig2"]["sections"] if "Fig. 8" in s["name"]]
+    assert [p["y"][0] for p in moments["panels"]] == [
+        f"act/layer{k}/{m}" for k in (2, 6, 8) for m in ("mean_change", "var_change")
+    ]
+    assert all(p["log_y"] for p in moments["panels"])
+
+
+def test_layers_are_read_from_the_runs_of_the_preset_and_scale(tmp_path, capsys):
+    from fixtures_runs import ACT_LAYERS, ICS_LAYERS, make_dln_sweep, make_vgg_sweep
+
+    make_vgg_sweep(tmp_path, experiment="fig1")  # scale smoke, act layers 2, 3, 9, 11, 13
+    make_vgg_sweep(tmp_path, experiment="fig3", name="fig3_sweep")  # ics layers 5, 10
+    make_dln_sweep(tmp_path)  # fig10: no per-layer panels
+    layers = dash.run_layers([str(tmp_path)], "smoke")
+    assert layers["fig1"] == {"act": ACT_LAYERS, "ics": ICS_LAYERS}
+    assert dash.run_layers([str(tmp_path)], "cpu") == {}  # no run at that scale
+    argv = ["--dry-run", "--scale", "smoke", "--runs", str(tmp_path), "--figures"]
+    assert dash.main([*argv, "fig1", "fig3", "fig4"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    hists = [p["y"][0] for s in printed["fig1"]["sections"][1:] for p in s["panels"]]
+    assert hists == [f"act/layer{k}/hist" for k in ACT_LAYERS]
+    ics = [p["y"][0] for s in printed["fig3"]["sections"] for p in s["panels"]]
+    assert ics == [f"ics/layer{k}/{m}" for k in ICS_LAYERS for m in ("l2", "cosine")]
+    # fig4 has no run there: its panels come from the preset's config (and have no layers)
+    paper_sections = [asdict(s) for s in dash.FIGURES["fig4"].sections]
+    assert printed["fig4"]["sections"] == json.loads(json.dumps(paper_sections))
+    assert dash.main(["--dry-run", "--runs", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope" in err
+
+
+def test_a_probe_that_is_off_drops_its_section():
+    spec = dash.at_layers(dash.FIGURES["fig2"], {"act": (), "ics": ()})
+    assert [s.name for s in spec.sections] == ["Accuracy (Fig. 2)"]

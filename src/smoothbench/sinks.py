@@ -66,13 +66,34 @@ HISTOGRAM_SUFFIX = "/hist"
 RETRY_DELAYS = (0.5, 2.0, 8.0)
 # Keys the mirror derives from a record for the dashboards (never written to metrics.jsonl).
 DERIVED_KEYS = {"train/two_over_lr": "2 / train/lr: the edge-of-stability line for lambda_max"}
-# Overrides that say where or how a run ran, not what it is: left out of the W&B run name.
-NAME_EXCLUDED_KEYS = ("experiment", "scale", "seed", "launcher", "device", "progress", "data.root")
-NAME_EXCLUDED_PREFIXES = ("hydra.", "logger", "launcher.")
+# W&B modes `logger.mode` may name; None lets W&B decide (WANDB_MODE, else its login state).
+MODES = ("online", "offline", "disabled")
+# Keys that do not change the training trajectory: smoothbench.config.NON_TRAJECTORY_KEYS (a
+# tier above this module, so copied; tests/test_sinks.py keeps the two equal). Overrides of them
+# are bookkeeping, left out of the W&B run name; a resume may change them, so they would also
+# rename the run.
+BOOKKEEPING_KEYS = (
+    "steps",
+    "eval_every",
+    "eval_batch_size",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "progress",
+    "experiment",
+    "scale",
+    "probes",
+    "logger",
+    "device",
+    "threads",
+    "resume",
+)
+# Further overrides that say where or how a run ran, not what it is (the seed ends the name).
+NAME_EXCLUDED_KEYS = ("seed", "launcher", "data.root")
+NAME_EXCLUDED_PREFIXES = ("hydra.", "launcher.")
 # Short forms of swept keys in run names: `optim.lr=0.5` -> `lr0.5`, `seed=0` -> `s0`.
 NAME_PREFIXES = {"optim.lr": "lr", "seed": "s"}
 # Config groups whose choice alone says what it is (`norm=batch` -> `batch`); any other key is
-# written with its name (`steps=2` -> `steps2`, `probes=off` -> `probesoff`).
+# written with its name (`model.width=0.25` -> `width0.25`).
 NAME_BARE_GROUPS = ("model", "norm", "data", "optim")
 
 
@@ -91,17 +112,21 @@ def read_overrides(run_dir: str | Path) -> list[str]:
 def run_name(config: dict[str, Any], overrides: list[str]) -> str:
     """`<experiment>-<swept values>-s<seed>`, e.g. `fig1-batch-lr0.5-s0`.
 
-    Without an experiment the prefix is `<model>-<norm>`. Every override that changes what the
-    run is appears (model, norm, data and optim choices by their value, other keys as
-    `<last key part><value>`), so two runs of one sweep never share a name.
+    Without an experiment the prefix is `<model>-<norm>`. Every override that changes the
+    training trajectory appears (model, norm, data and optim choices by their value, other keys
+    as `<last key part><value>`), so two runs of one sweep never share a name unless they train
+    alike. Bookkeeping overrides (`BOOKKEEPING_KEYS`: eval and checkpoint cadence, probes,
+    logger, device, threads, resume, ...) never appear; `steps` appears only under a
+    non-constant lr schedule, where the budget shapes the schedule.
     """
     experiment = config.get("experiment")
     model = config.get("model", {}).get("name", "model")
     norm = config.get("norm", {}).get("name", "norm")
+    scheduled = config.get("optim", {}).get("schedule", "constant") != "constant"
     parts = [experiment] if experiment else [model, norm]
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
-        if not sep or key in NAME_EXCLUDED_KEYS or key.startswith(NAME_EXCLUDED_PREFIXES):
+        if not sep or not _names_the_run(key, scheduled):
             continue
         if not experiment and key in ("model", "norm"):
             continue  # already in the prefix
@@ -111,6 +136,15 @@ def run_name(config: dict[str, Any], overrides: list[str]) -> str:
             parts.append(NAME_PREFIXES.get(key, key.rsplit(".", 1)[-1]) + value)
     parts.append(f"s{config.get('seed', 0)}")
     return "-".join(str(p).replace("/", "_").replace(" ", "") for p in parts)
+
+
+def _names_the_run(key: str, scheduled: bool) -> bool:
+    """Whether an override of `key` belongs in the run name (see `run_name`)."""
+    if key in NAME_EXCLUDED_KEYS or key.startswith(NAME_EXCLUDED_PREFIXES):
+        return False
+    if key == "steps":
+        return scheduled  # as smoothbench.config.trajectory_config decides
+    return key.split(".", 1)[0] not in BOOKKEEPING_KEYS
 
 
 def run_tags(config: dict[str, Any], extra: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -168,6 +202,10 @@ class WandbSink:
     mirror pauses, and `close` logs every row it missed from `metrics.jsonl` before finishing.
     `close` returns once the run's files are complete on disk, and prints the `wandb sync`
     command of an offline run (W&B itself is silenced).
+
+    `mode`: online, offline or disabled; None lets W&B decide as it always does (`WANDB_MODE`,
+    else online when logged in). A new run takes its id from `WANDB_RUN_ID` where a `wandb
+    agent` set it, so a W&B sweep sees the run it started.
     """
 
     def __init__(
@@ -180,12 +218,17 @@ class WandbSink:
         group: str | None = None,
         job_type: str | None = None,
         tags: list[str] | None = None,
-        mode: str = "offline",
+        mode: str | None = None,
         name: str | None = None,
         record_path: str | Path | None = None,
         retry_delays: tuple[float, ...] | None = None,
         echo=None,
     ):
+        if mode is not None and mode not in MODES:
+            raise ValueError(
+                f"unknown logger.mode {mode!r}; choose one of: {', '.join(MODES)}, "
+                "or null (W&B decides from WANDB_MODE and its login)"
+            )
         self.run = None
         self.run_dir = Path(run_dir)
         self.record_path = Path(record_path) if record_path else self.run_dir / "metrics.jsonl"
@@ -203,7 +246,8 @@ class WandbSink:
             if id_file.is_file():
                 run_id = id_file.read_text().strip()
             else:
-                run_id = uuid.uuid4().hex[:12]
+                # a `wandb agent` names the run its sweep waits for in WANDB_RUN_ID
+                run_id = os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:12]
                 id_file.write_text(run_id + "\n")
             self._wandb = wandb
             self.run = wandb.init(
@@ -259,7 +303,7 @@ class WandbSink:
             group=run_group(config),
             job_type=logger.get("job_type"),
             tags=run_tags(config, list(logger.get("tags") or [])),
-            mode=logger.get("mode") or "offline",
+            mode=logger.get("mode"),
             name=run_name(config, overrides),
         )
         settings.update(kwargs)

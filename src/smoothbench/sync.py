@@ -13,6 +13,17 @@ the mirror at all), and for runs whose mirror stopped. The W&B run keeps the run
   that folder alone (an older, incomplete folder of the same id would add a partial copy).
 - online: resumes the W&B run and logs the rows that no local W&B record of the run holds (what
   the mirror never sent).
+
+Why this module reads W&B's run files itself (`read_history`): deciding which rows a local W&B
+record already holds needs the history of an offline run, and W&B has no public API that reads
+one. `wandb.Api` reads only what W&B's servers hold (nothing, for a run never uploaded; and no
+server is reachable from compute nodes or CI); `wandb sync` and `wandb beta sync` upload a
+record without reading it back; the Python reader W&B once shipped
+(`wandb.sdk.internal.datastore`) was private and went with the move to the Go core (wandb 0.31
+has none). So the short reader stays, resting on what W&B keeps stable in its open source: the
+record format (a LevelDB-style log of 32 KiB blocks) and the protobuf schema of its records
+(`wandb.proto`, shipped with the package); tests/test_sinks.py and tests/test_sync.py check it
+against runs the installed W&B wrote.
 """
 
 from __future__ import annotations
