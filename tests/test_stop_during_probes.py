@@ -18,10 +18,12 @@ from conftest import REPO, read_metrics, read_status
 from smoothbench.checkpoint import load_checkpoint
 from smoothbench.train import train
 
-# every probe on, the Hessian cheap and due at steps 0, 2, 4
+# every probe on, the Hessian cheap and due at steps 0, 2, 4 (no run-level budget: at 6 steps it
+# would grant the Hessian nothing)
 PROBED = (
     "steps=6",
     "probes=full",
+    "probes.max_fraction=null",
     "checkpoint_every=100",
     "eval_every=2",
     "probes.hessian.schedule.kind=every",
