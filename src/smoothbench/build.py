@@ -10,13 +10,23 @@ import logging
 import math
 import warnings
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from smoothbench.data import InMemoryData, load_data
-from smoothbench.models import build_model
+from smoothbench.data import IMAGE_SIZE, InMemoryData, load_data
+from smoothbench.models import build_model, norm_factory
+from smoothbench.models.custom import (
+    CUSTOM,
+    build_custom_model,
+    custom_norm_factory,
+    resolve_target,
+    tagged,
+)
+from smoothbench.models.init import initialize
+from smoothbench.models.norms import assign_noise_ids
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +35,21 @@ LR_SCHEDULES = ("constant", "step", "cosine")
 
 
 def build_model_from_config(cfg: DictConfig, num_classes: int | None = None) -> nn.Module:
-    """The run's model, freshly initialized from the global torch RNG (seed it first)."""
+    """The run's model, freshly initialized from the global torch RNG (seed it first).
+
+    model=custom: `model._target_(**model.kwargs)`, given num_classes and the run's norm as
+    `norm_layer` when it takes them; norm=custom: `norm._target_(C, **norm.kwargs)` for each
+    norm (docs/your-own-model.md).
+    """
     m, n = cfg.model, cfg.norm
     if num_classes is None:
         num_classes = _num_classes(cfg)
+    norm = custom_norm_factory(n._target_, _kwargs(n)) if n.name == CUSTOM else n.name
+    if m.name == CUSTOM:
+        return _custom_model(cfg, norm, num_classes)
     return build_model(
         m.name,
-        norm=n.name,
+        norm=norm,
         num_classes=num_classes,
         width=m.width,
         init=m.init,
@@ -48,6 +66,36 @@ def build_model_from_config(cfg: DictConfig, num_classes: int | None = None) -> 
     )
 
 
+def _kwargs(section: DictConfig) -> dict:
+    """A custom target's keyword arguments (`+model.kwargs.KEY=VALUE`)."""
+    kwargs = section.get("kwargs")
+    return {} if kwargs is None else OmegaConf.to_container(kwargs, resolve=True)
+
+
+def _custom_model(cfg: DictConfig, norm, num_classes: int) -> nn.Module:
+    """`model._target_`'s module: the run's norm goes in as `norm_layer(C)` (the conv variant of
+    a named norm, as torchvision's BatchNorm2d), tagged so `numbered_layers` finds it."""
+    m, n = cfg.model, cfg.norm
+    options = {"eps": n.eps, "momentum": n.momentum, "groups": n.groups}
+    options["noise"] = OmegaConf.to_container(n.noise, resolve=True)
+    norm_layer = tagged(norm_factory(norm, spatial=True, **options))
+    model, ignored = build_custom_model(
+        m._target_, _kwargs(m), num_classes=num_classes, norm_layer=norm_layer
+    )
+    if "norm_layer" in ignored:
+        log.warning(
+            "model._target_=%s takes no norm_layer: norm=%s is not applied; the model keeps "
+            "its own normalization",
+            m._target_,
+            n.name,
+        )
+    if "num_classes" in ignored:
+        log.warning("model._target_=%s takes no num_classes: its outputs are its own", m._target_)
+    initialize(model, m.init)
+    assign_noise_ids(model, cfg.seed)
+    return model
+
+
 def _num_classes(cfg: DictConfig) -> int:
     return {"cifar100": 100}.get(cfg.data.name, 10)
 
@@ -55,6 +103,9 @@ def _num_classes(cfg: DictConfig) -> int:
 def build_data_from_config(cfg: DictConfig) -> InMemoryData:
     d = cfg.data
     dim = cfg.model.dim if cfg.model.name == "dln" else d.dim
+    loader = None
+    if d.name == CUSTOM:
+        loader = partial(resolve_target("data._target_", d._target_), **_kwargs(d))
     return load_data(
         d.name,
         root=d.root,
@@ -65,6 +116,10 @@ def build_data_from_config(cfg: DictConfig) -> InMemoryData:
         dim=dim,
         data_seed=d.data_seed,
         skip_bad_files=d.skip_bad_files,
+        # a run's config from before the option lacks it
+        image_size=d.get("image_size", IMAGE_SIZE),
+        loader=loader,
+        target=d.get("_target_"),
     )
 
 

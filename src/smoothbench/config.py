@@ -20,7 +20,8 @@ from omegaconf import MISSING, OmegaConf
 
 @dataclass
 class ModelConfig:
-    name: str = "vgg11"  # vgg11 vgg13 vgg16 vgg19 resnet20 resnet32 resnet56 resnet110 resnet18 dln
+    # vgg11 vgg13 vgg16 vgg19 resnet20 resnet32 resnet56 resnet110 resnet18 dln | custom
+    name: str = "vgg11"
     width: float = 1.0  # multiplies every channel count (VGG-16 at 1.0 is the paper's net)
     init: str = "xavier"  # xavier (Glorot, the paper's) | kaiming | torch
     shortcut: bool = True  # ResNets only: false gives Li et al.'s "noshort" nets
@@ -29,6 +30,10 @@ class ModelConfig:
     zero_init_residual: bool = False
     depth: int = 25  # DLN only: number of square linear layers
     dim: int = 10  # DLN only: width of every layer
+    # model=custom only (docs/your-own-model.md): the callable that builds the nn.Module, e.g.
+    # torchvision.models.resnet18, and its keyword arguments (+model.kwargs.KEY=VALUE)
+    _target_: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,16 +48,19 @@ class NoiseConfig:
 
 @dataclass
 class NormConfig:
-    name: str = "batch"  # none batch noisy_batch l1 l2 linf layer group
+    name: str = "batch"  # none batch noisy_batch l1 l2 linf layer group | custom
     eps: float = 1e-5
     momentum: float = 0.1  # running estimates: r <- (1 - momentum) r + momentum * batch statistic
     groups: int = 32  # `group` only
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    # norm=custom only: a callable (num_features, **kwargs) -> nn.Module, and its kwargs
+    _target_: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits cifar10 cifar100 imagefolder gaussian
+    name: str = "digits"  # digits cifar10 cifar100 imagefolder gaussian | custom
     root: str | None = None  # cifar10/cifar100/imagefolder: where the data lives
     download: bool = False  # cifar10/cifar100: let torchvision fetch the data when missing
     augment: bool = False  # random crop (pad 4) + horizontal flip; off in the paper
@@ -64,6 +72,13 @@ class DataConfig:
     # imagefolder: leave out unreadable files (corrupt, truncated, not images) and list them in
     # the log, instead of refusing the tree
     skip_bad_files: bool = False
+    # images are resized to image_size x image_size pixels (the VGGs need 32; ResNets and most
+    # custom models take any size)
+    image_size: int = 32
+    # data=custom only: a callable returning (train_x, train_y, test_x, test_y) tensors or
+    # (train_dataset, test_dataset) of (image, label), and its kwargs
+    _target_: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,7 +230,11 @@ NON_TRAJECTORY_KEYS = (
 
 # Trajectory keys added after runs were made, with the value every run before them had: the
 # checkpoint of such a run lacks the key and still resumes when the new value is that one.
-ADDED_TRAJECTORY_KEYS = {("model", "zero_init_residual"): False}
+ADDED_TRAJECTORY_KEYS = {
+    ("model", "zero_init_residual"): False,
+    ("data", "image_size"): 32,
+    **{(section, "kwargs"): {} for section in ("model", "norm", "data")},
+}
 
 
 def trajectory_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -326,17 +345,17 @@ def validate(cfg: Any) -> None:
     from smoothbench.build import LR_SCHEDULES, OPTIMIZER_NAMES
     from smoothbench.data import DATA_NAMES
     from smoothbench.models import INIT_NAMES, MODEL_NAMES, NORM_NAMES
+    from smoothbench.models.custom import CUSTOM
 
     missing = removed_keys(cfg) + sorted(OmegaConf.missing_keys(cfg))
     if missing:  # `~steps`, or a mandatory key no preset set
         raise ConfigError(f"{missing[0]} has no value; set it ({missing[0]}=...) or pick a scale=")
-    extra = unknown_keys(cfg)
-    if extra:
-        raise ConfigError(f"unknown key {extra[0]!r}; `--cfg job` lists the allowed keys")
-    _choice("model", cfg.model.name, MODEL_NAMES)
+    _check_unknown_keys(cfg)
+    _choice("model", cfg.model.name, (*MODEL_NAMES, CUSTOM))
     check_preset_model(cfg.experiment, cfg.model.name)
-    _choice("norm", cfg.norm.name, NORM_NAMES)
-    _choice("data", cfg.data.name, DATA_NAMES)
+    _choice("norm", cfg.norm.name, (*NORM_NAMES, CUSTOM))
+    _choice("data", cfg.data.name, (*DATA_NAMES, CUSTOM))
+    validate_targets(cfg)
     _choice("optimizer", cfg.optim.name, OPTIMIZER_NAMES)
     _choice("lr schedule", cfg.optim.schedule, LR_SCHEDULES)
     _choice("init", cfg.model.init, INIT_NAMES)
@@ -382,6 +401,7 @@ def validate(cfg: Any) -> None:
     _between("data.test_fraction", cfg.data.test_fraction, 0, 1, high_open=True)
     if cfg.data.test_fraction <= 0:
         raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} must be in (0, 1)")
+    _check_image_size(cfg)
     _validate_probes(cfg.probes)
     check_upper_bounds(cfg)
     if cfg.model.name == "dln" and cfg.data.name != "gaussian":
@@ -405,6 +425,74 @@ def validate(cfg: Any) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("device=cuda but no CUDA device is available; use device=auto or cpu")
     check_memory(cfg)
+
+
+def _check_unknown_keys(cfg: Any) -> None:
+    from smoothbench.models.custom import CUSTOM
+
+    extra = unknown_keys(cfg)
+    if not extra:
+        return
+    section, _, key = extra[0].partition(".")
+    if section in ("model", "norm", "data") and key and cfg[section].name == CUSTOM:
+        raise ConfigError(
+            f"unknown key {extra[0]!r}; a keyword argument of {section}._target_ goes in "
+            f"{section}.kwargs: +{section}.kwargs.{key}=..."
+        )
+    raise ConfigError(f"unknown key {extra[0]!r}; `--cfg job` lists the allowed keys")
+
+
+def _check_image_size(cfg: Any) -> None:
+    _at_least("data.image_size", cfg.data.image_size, 1)
+    if cfg.model.name.startswith("vgg") and cfg.data.image_size != 32:
+        raise ConfigError(
+            f"model={cfg.model.name} takes 32x32 images (its classifier follows 5 poolings), "
+            f"got data.image_size={cfg.data.image_size}; use a ResNet or model=custom"
+        )
+
+
+def validate_targets(cfg: Any) -> None:
+    """model/norm/data=custom: `_target_` importable and callable; the model and norm return
+    nn.Modules (built on the meta device: shapes only). `_target_` and `kwargs` are refused
+    outside custom. One-line ConfigError naming the key."""
+    from smoothbench.models.custom import CUSTOM, TargetError, resolve_target
+
+    for section in ("model", "norm", "data"):
+        node = cfg[section]
+        target, kwargs = node.get("_target_"), node.get("kwargs") or {}
+        if node.name != CUSTOM:
+            if target is not None or kwargs:
+                key = f"{section}._target_" if target is not None else f"{section}.kwargs"
+                raise ConfigError(f"{key} is for {section}=custom only; got {section}={node.name}")
+            continue
+        if target is None:
+            raise ConfigError(
+                f"{section}=custom needs {section}._target_=PKG.FN, an importable callable"
+            )
+        try:
+            resolve_target(f"{section}._target_", target)
+        except TargetError as err:
+            raise ConfigError(str(err)) from None
+    if CUSTOM in (cfg.model.name, cfg.norm.name):
+        _meta_model(cfg)
+
+
+def _meta_model(cfg: Any) -> Any:
+    """The run's model on the meta device (no memory, no time), or None when its constructor
+    fails there (the real build reports that); ConfigError for a target of the wrong type."""
+    import torch
+
+    from smoothbench.build import build_model_from_config
+    from smoothbench.models.custom import TargetError
+
+    classes = {"cifar100": 100}.get(cfg.data.name, 10)
+    try:
+        with torch.device("meta"):
+            return build_model_from_config(cfg, num_classes=classes)
+    except TargetError as err:
+        raise ConfigError(str(err)) from None
+    except Exception:
+        return None
 
 
 def check_preset_model(experiment: str | None, model: str) -> None:
@@ -457,6 +545,7 @@ UPPER_BOUNDS: dict[str, float] = {
     "data.data_seed": MAX_SEED,
     "threads": MAX_THREADS,
     "model.depth": MAX_DEPTH,
+    "data.image_size": 4096,  # pixels per side; the whole set is held in memory as uint8
 }
 
 
@@ -590,6 +679,9 @@ def parameter_count(cfg: Any) -> int | None:
     m, n = cfg.model, cfg.norm
     if m.name == "dln":  # depth square layers and a norm (weight and bias) after all but the last
         return m.depth * m.dim**2 + 2 * (m.depth - 1) * m.dim
+    if "custom" in (m.name, n.name):
+        model = _meta_model(cfg)
+        return None if model is None else sum(p.numel() for p in model.parameters())
     classes = {"cifar100": 100}.get(cfg.data.name, 10)
     return _meta_parameter_count(
         m.name, n.name, float(m.width), classes, bool(m.shortcut), int(n.groups)

@@ -12,10 +12,12 @@ import fcntl
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -169,15 +171,17 @@ def _image_data(name, train_x, train_y, test_x, test_y, num_classes, normalize) 
     return InMemoryData(name, train_x, train_y, test_x, test_y, num_classes, mean, std)
 
 
-def load_digits_images(test_fraction: float, normalize: bool = True) -> InMemoryData:
-    """scikit-learn's shipped 8x8 digits (no download), upsampled to 3x32x32 uint8."""
+def load_digits_images(
+    test_fraction: float, normalize: bool = True, image_size: int = IMAGE_SIZE
+) -> InMemoryData:
+    """scikit-learn's shipped 8x8 digits (no download), upsampled to 3 x image_size² uint8."""
     from sklearn.datasets import load_digits
 
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"data.test_fraction={test_fraction} must lie strictly between 0 and 1")
     digits = load_digits()
     small = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
-    big = torch.nn.functional.interpolate(small, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear")
+    big = torch.nn.functional.interpolate(small, size=(image_size, image_size), mode="bilinear")
     images = big.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
     labels = torch.from_numpy(digits.target).long()
     # a split fixed once for everyone, independent of the run's seed
@@ -243,7 +247,7 @@ def _torchvision_split(cls, root: str, train: bool, download: bool):
 
 
 def load_torchvision_cifar(
-    name: str, root: str, download: bool, normalize: bool = True
+    name: str, root: str, download: bool, normalize: bool = True, image_size: int = IMAGE_SIZE
 ) -> InMemoryData:
     """torchvision's CIFAR-10/100 arrays under `root` (fetched there when `download`), as uint8."""
     from torchvision import datasets
@@ -265,6 +269,7 @@ def load_torchvision_cifar(
         return x, torch.as_tensor(ds.targets, dtype=torch.long)
 
     (tx, ty), (vx, vy) = to_tensors(train), to_tensors(test)
+    tx, vx = resize_images(tx, image_size), resize_images(vx, image_size)
     return _image_data(name, tx, ty, vx, vy, len(train.classes), normalize)
 
 
@@ -274,6 +279,7 @@ def load_cifar(
     download: bool,
     normalize: bool = True,
     skip_bad_files: bool = False,
+    image_size: int = IMAGE_SIZE,
 ) -> InMemoryData:
     """CIFAR-10/100 from `root`: an ImageFolder copy when it holds train/ and test/ class folders
     (as `scripts/make_cifar10_imagefolder.py` writes), else torchvision's files, downloaded there
@@ -282,7 +288,7 @@ def load_cifar(
         raise DataError(f"data.root is not set; data={name} needs a folder; {_ways_out(name)}")
     base = Path(root).expanduser()
     if _is_image_folder(base):
-        data = load_image_folder(root, normalize, skip_bad_files)
+        data = load_image_folder(root, normalize, skip_bad_files, image_size)
         expected = {"cifar10": 10, "cifar100": 100}[name]
         if data.num_classes != expected:
             raise DataError(
@@ -293,7 +299,7 @@ def load_cifar(
         return data
     if not download and not base.exists():
         raise DataError(f"data.root={root!r} does not exist; {_ways_out(name)}")
-    return load_torchvision_cifar(name, root, download, normalize)
+    return load_torchvision_cifar(name, root, download, normalize, image_size)
 
 
 def _cache_dir() -> Path:
@@ -318,16 +324,16 @@ def _list_files(class_dir: Path) -> list[os.DirEntry]:
     return sorted(files, key=lambda e: e.name)
 
 
-def _decode(path: str) -> np.ndarray | str:
-    """An image file as a uint8 (32, 32, 3) array, or the reason it cannot be read."""
+def _decode(path: str, size: int = IMAGE_SIZE) -> np.ndarray | str:
+    """An image file as a uint8 (size, size, 3) array, or the reason it cannot be read."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
             img.load()  # decode now: a truncated or corrupt file fails here, not later
             img = img.convert("RGB")
-            if img.size != (IMAGE_SIZE, IMAGE_SIZE):
-                img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+            if img.size != (size, size):
+                img = img.resize((size, size), Image.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
     except Exception as err:  # PIL raises many types for bad files; each is a bad file here
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -335,7 +341,7 @@ def _decode(path: str) -> np.ndarray | str:
 
 
 def _decode_split(
-    base: Path, split: str, files: dict[str, list[str]], classes: list[str]
+    base: Path, split: str, files: dict[str, list[str]], classes: list[str], size: int
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
     """Decode one split: (images, labels, [(relative path, reason) of unreadable files])."""
     paths, labels = [], []
@@ -344,14 +350,14 @@ def _decode_split(
         labels += [label] * len(files[cls])
     # PIL releases the GIL while decoding, so threads use every core
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        decoded = list(pool.map(lambda rel: _decode(str(base / rel)), paths, chunksize=256))
+        decoded = list(pool.map(lambda rel: _decode(str(base / rel), size), paths, chunksize=256))
     bad = [(rel, out) for rel, out in zip(paths, decoded, strict=True) if isinstance(out, str)]
     keep = [i for i, out in enumerate(decoded) if not isinstance(out, str)]
     if keep:
         x = torch.from_numpy(np.stack([decoded[i] for i in keep])).permute(0, 3, 1, 2)
         x = x.contiguous()
     else:
-        x = torch.zeros((0, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+        x = torch.zeros((0, 3, size, size), dtype=torch.uint8)
     return x, torch.tensor([labels[i] for i in keep], dtype=torch.long), bad
 
 
@@ -444,14 +450,15 @@ def _write_cache(cache: Path, tensors: tuple) -> None:
 
 
 def load_image_folder(
-    root: str, normalize: bool = True, skip_bad_files: bool = False
+    root: str, normalize: bool = True, skip_bad_files: bool = False, image_size: int = IMAGE_SIZE
 ) -> InMemoryData:
     """An ImageFolder tree (`train/<class>/*`, `test/<class>/*`) decoded once, then cached.
 
     Decoding 60k JPEGs takes about a minute on two cores; the uint8 tensors are cached under
     $SMOOTHBENCH_CACHE (default ~/.cache/smoothbench), keyed by the tree's path and every file's
-    name, size and modification time. Both splits must hold the same classes, none empty. A file
-    that is not a readable image (corrupt, truncated, not an image) is refused by name, or with
+    name, size and modification time, and the image size. Both splits must hold the same
+    classes, none empty. A file that is not a readable image (corrupt, truncated, not an image)
+    is refused by name, or with
     `skip_bad_files` left out and listed in the log. Hidden files are ignored.
     """
     if root is None:
@@ -469,7 +476,8 @@ def load_image_folder(
             f"data.root={root!r} has no {' or '.join(missing)}/ subfolder (ImageFolder layout)"
         )
     classes, entries = _scan_image_folder(root, base)
-    cache = _cache_dir() / f"imagefolder-{_fingerprint(base, entries)}.pt"
+    size_tag = "" if image_size == IMAGE_SIZE else f"-{image_size}px"  # 32 px: the older name
+    cache = _cache_dir() / f"imagefolder-{_fingerprint(base, entries)}{size_tag}.pt"
     tensors = None
     if cache.is_file():
         try:
@@ -482,8 +490,8 @@ def load_image_folder(
         names = {
             s: {c: [e.name for e in es] for c, es in per.items()} for s, per in entries.items()
         }
-        tx, ty, bad_train = _decode_split(base, "train", names["train"], classes)
-        vx, vy, bad_test = _decode_split(base, "test", names["test"], classes)
+        tx, ty, bad_train = _decode_split(base, "train", names["train"], classes, image_size)
+        vx, vy, bad_test = _decode_split(base, "test", names["test"], classes, image_size)
         bad = bad_train + bad_test
         _write_cache(cache, (tx, ty, vx, vy, [list(b) for b in bad]))
     _refuse_or_report_bad(root, bad, skip_bad_files)
@@ -510,6 +518,109 @@ def make_gaussian_regression(num_samples: int, dim: int, data_seed: int) -> InMe
     return InMemoryData("gaussian", train_x, train_x @ a.T, test_x, test_x @ a.T, None)
 
 
+def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
+    """uint8 images (N, C, H, W) at size x size (bilinear, antialiased); as they are when they
+    already have that size. In chunks, so a whole data set is never held as float at once."""
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    parts = [
+        torch.nn.functional.interpolate(
+            images[i : i + chunk].float(), size=(size, size), mode="bilinear", antialias=True
+        )
+        .round()
+        .clamp(0, 255)
+        .to(torch.uint8)
+        for i in range(0, images.shape[0], chunk)
+    ]
+    return torch.cat(parts) if parts else images.new_zeros((0, images.shape[1], size, size))
+
+
+def load_custom(
+    loader: Callable[[], Any], target: str, normalize: bool = True, image_size: int = IMAGE_SIZE
+) -> InMemoryData:
+    """data=custom: what `loader()` returns, held in memory like every other data set.
+
+    Either (train_x, train_y, test_x, test_y), tensors or arrays: uint8 x are images
+    (N, C, H, W), resized to image_size and normalized per channel; float x are model inputs
+    used as they are (no resize, no normalization, no augmentation). Or (train, test)
+    datasets of (image, label): PIL images (made RGB), or (C, H, W) tensors (uint8, or float
+    in [0, 1]), resized to image_size. Labels are integer classes; the class count is the
+    dataset's `classes` when it has one, else the largest label + 1.
+    """
+    out = loader()
+    if isinstance(out, tuple | list) and len(out) == 4:
+        tx, ty, vx, vy = (_as_tensor(target, t) for t in out)
+        classes = None
+    elif isinstance(out, tuple | list) and len(out) == 2:
+        (tx, ty), (vx, vy) = (_dataset_tensors(target, ds, image_size) for ds in out)
+        classes = getattr(out[0], "classes", None)
+    else:
+        raise DataError(
+            f"data._target_={target!r} returned a {type(out).__name__}; it must return "
+            "(train_x, train_y, test_x, test_y) tensors or (train_dataset, test_dataset)"
+        )
+    for split, x, y in (("train", tx, ty), ("test", vx, vy)):
+        if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
+            raise DataError(
+                f"data._target_={target!r}: {split} has {x.shape[0]} inputs and "
+                f"{y.shape[0]} labels; it needs as many of each, at least one"
+            )
+        if y.dtype.is_floating_point or y.dtype == torch.bool or y.dim() != 1:
+            raise DataError(
+                f"data._target_={target!r}: {split} labels must be a 1-D tensor of integer "
+                f"classes, got {y.dtype} of shape {tuple(y.shape)}"
+            )
+    ty, vy = ty.long(), vy.long()
+    num_classes = len(classes) if classes else int(max(ty.max(), vy.max())) + 1
+    if tx.dtype != torch.uint8:  # float inputs: used as they are
+        return InMemoryData("custom", tx.float(), ty, vx.float(), vy, num_classes)
+    if tx.dim() == 3:  # (N, H, W): one channel
+        tx, vx = tx.unsqueeze(1), vx.unsqueeze(1)
+    tx, vx = resize_images(tx, image_size), resize_images(vx, image_size)
+    return _image_data("custom", tx, ty, vx, vy, num_classes, normalize)
+
+
+def _as_tensor(target: str, value: Any) -> torch.Tensor:
+    try:
+        return torch.as_tensor(value)
+    except Exception as err:
+        raise DataError(
+            f"data._target_={target!r} returned a {type(value).__name__} where a tensor "
+            f"belongs ({type(err).__name__}); return torch tensors or numpy arrays"
+        ) from None
+
+
+def _dataset_tensors(target: str, dataset: Any, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dataset of (image, label) as (uint8 images (N, C, size, size), labels)."""
+    images, labels = [], []
+    for i in range(len(dataset)):
+        image, label = dataset[i]
+        images.append(_image_tensor(target, image, size))
+        labels.append(int(label))
+    if not images:
+        return torch.zeros((0, 3, size, size), dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long)
+
+
+def _image_tensor(target: str, image: Any, size: int) -> torch.Tensor:
+    """One dataset image as uint8 (C, size, size)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        image = image.convert("RGB")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.BILINEAR)
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        raise DataError(
+            f"data._target_={target!r}: a dataset image is a {type(image).__name__}; it must "
+            "be a PIL image or a (C, H, W) tensor"
+        )
+    if image.dtype != torch.uint8:  # torchvision's ToTensor: float in [0, 1]
+        image = (image.float() * 255).round().clamp(0, 255).to(torch.uint8)
+    return resize_images(image.unsqueeze(0), size)[0]
+
+
 def load_data(
     name: str,
     *,
@@ -521,14 +632,21 @@ def load_data(
     dim: int = 10,
     data_seed: int = 1234,
     skip_bad_files: bool = False,
+    image_size: int = IMAGE_SIZE,
+    loader: Callable[[], Any] | None = None,
+    target: str | None = None,
 ) -> InMemoryData:
-    """Load a data set by name into CPU memory (move it with `.to(device)`)."""
+    """Load a data set by name into CPU memory (move it with `.to(device)`). Images come at
+    image_size x image_size. "custom": what `loader()` returns (`load_custom`; `target` names
+    the loader in errors)."""
     if name == "digits":
-        return load_digits_images(test_fraction, normalize)
+        return load_digits_images(test_fraction, normalize, image_size)
     if name in ("cifar10", "cifar100"):
-        return load_cifar(name, root, download, normalize, skip_bad_files)
+        return load_cifar(name, root, download, normalize, skip_bad_files, image_size)
     if name == "imagefolder":
-        return load_image_folder(root, normalize, skip_bad_files)
+        return load_image_folder(root, normalize, skip_bad_files, image_size)
+    if name == "custom" and loader is not None:
+        return load_custom(loader, target or "custom", normalize, image_size)
     if name == "gaussian":
         return make_gaussian_regression(num_samples, dim, data_seed)
     raise DataError(f"unknown data {name!r}; choose one of: {', '.join(DATA_NAMES)}")

@@ -9,12 +9,13 @@ for ref in numbered_layers(model):   # layer #1, #2, ... from the input
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
 from torch import nn
 
+from smoothbench.models.custom import inferred_layers
 from smoothbench.models.init import INIT_NAMES, initialize, zero_residual_branches
 from smoothbench.models.linear import DeepLinearNetwork
 from smoothbench.models.norms import (
@@ -49,6 +50,7 @@ __all__ = [
     "StepNoise",
     "build_model",
     "make_norm",
+    "norm_factory",
     "numbered_layers",
     "set_noise_step",
 ]
@@ -66,7 +68,7 @@ def scaled_channels(channels: int, width: float) -> int:
 
 def build_model(
     name: str,
-    norm: str = "batch",
+    norm: str | Callable[[int], nn.Module] = "batch",
     num_classes: int = 10,
     width: float = 1.0,
     *,
@@ -91,10 +93,13 @@ def build_model(
     (momentum: r <- (1 - momentum) r + momentum * stat), `groups` caps
     the GroupNorm group count, `noise` overrides Algorithm 1's settings (NOISE_DEFAULTS) and
     `noise_seed` fixes its draws (see NoisyBatchNorm). `init`: xavier (the paper's), kaiming,
-    or torch (its defaults). Initialization draws from the global torch RNG.
+    or torch (its defaults). Initialization draws from the global torch RNG. `norm` may also be
+    a callable `num_features -> nn.Module` (norm=custom); eps, momentum, groups and noise do not
+    reach it, and the convs keep their biases.
     """
     _check_choice("model", name, MODEL_NAMES)
-    _check_choice("norm", norm, NORM_NAMES)
+    if not callable(norm):
+        _check_choice("norm", norm, NORM_NAMES)
     _check_choice("init", init, INIT_NAMES)
     if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
         raise ValueError(f"width must be a finite number > 0, got {width!r}")
@@ -116,15 +121,16 @@ def build_model(
     }
     # A conv bias in front of a norm that subtracts a per-channel mean is exactly cancelled (β
     # takes its role); layer/group norms do not cancel it exactly but carry their own β. So
-    # only the un-normalized nets (noise alone included) keep their conv biases.
-    conv_bias = norm in ("none", "noise")
+    # only the un-normalized nets (noise alone included) keep their conv biases, and so do nets
+    # with a custom norm, which may not subtract a mean.
+    conv_bias = callable(norm) or norm in ("none", "noise")
 
     if name == "dln":
         model: nn.Module = DeepLinearNetwork(
-            depth, dim, partial(make_norm, norm, spatial=False, **norm_options)
+            depth, dim, norm_factory(norm, spatial=False, **norm_options)
         )
     else:
-        conv_norm = partial(make_norm, norm, spatial=True, **norm_options)
+        conv_norm = norm_factory(norm, spatial=True, **norm_options)
         if name in VGG_CONFIGS:
             config = [c if c == POOL else scaled_channels(c, width) for c in VGG_CONFIGS[name]]
             model = VGG(config, conv_norm, num_classes, conv_bias=conv_bias)
@@ -144,6 +150,18 @@ def build_model(
         zero_residual_branches(model)
     assign_noise_ids(model, noise_seed)
     return model
+
+
+def norm_factory(
+    norm: str | Callable[[int], nn.Module], *, spatial: bool = True, **options
+) -> Callable[[int], nn.Module]:
+    """`num_features -> module`: `make_norm(norm, spatial=spatial, **options)` for a named norm
+    (`options`: eps, momentum, groups, noise), or the callable `norm` itself."""
+    if callable(norm):
+        return norm
+    if "noise" in options:
+        options = {**options, "noise": resolve_noise(options["noise"])}
+    return partial(make_norm, norm, spatial=spatial, **options)
 
 
 @dataclass(frozen=True)
@@ -168,15 +186,20 @@ class LayerRef:
 
 
 def numbered_layers(model: nn.Module) -> list[LayerRef]:
-    """The numbered layers of a model from `build_model`, from the input on."""
+    """The numbered layers of a model, from the input on.
+
+    A model numbers its own with `layer_pairs()` ((transform, norm) names) and `layer_outputs()`
+    (the modules whose outputs the next layers consume), as every `build_model` net does. Any
+    other model gets `models.custom.inferred_layers`' pairs (each Conv/Linear with the norm
+    right after it in `named_modules()` order); without `layer_outputs()` a layer's output is
+    its norm's (before the nonlinearity: foreign models often share one in-place ReLU).
+    """
     layer_pairs = getattr(model, "layer_pairs", None)
+    pairs = layer_pairs() if layer_pairs is not None else inferred_layers(model)
     layer_outputs = getattr(model, "layer_outputs", None)
-    if layer_pairs is None or layer_outputs is None:
-        raise TypeError(
-            f"{type(model).__name__} does not number its layers; build it with build_model"
-        )
+    outputs = layer_outputs() if layer_outputs is not None else [norm for _, norm in pairs]
     refs = []
-    layers = zip(layer_pairs(), layer_outputs(), strict=True)
+    layers = zip(pairs, outputs, strict=True)
     for index, ((transform_name, norm_name), output_name) in enumerate(layers, start=1):
         model.get_submodule(transform_name)  # fails loudly if the structure and names disagree
         refs.append(
