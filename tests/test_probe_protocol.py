@@ -26,7 +26,7 @@ def test_every_probe_module_is_found_under_one_name():
 
 def test_the_config_schema_is_the_probes_settings():
     by_name = {f.name: f for f in fields(ProbesConfig)}
-    assert set(by_name) == {"grad_norms", *probe_types()}
+    assert set(by_name) == {"grad_norms", "max_fraction", *probe_types()}
     for name, probe in probe_types().items():
         settings = probe.settings_type
         assert by_name[name].type is settings and is_dataclass(settings)

@@ -359,6 +359,7 @@ def test_probes_record_nan_on_non_finite_weights(smoke):
 
     cfg = smoke(
         "probes=full",
+        "probes.max_fraction=null",  # at smoke size a budget would grant the Hessian nothing
         "probes.hessian.schedule.kind=every",
         "probes.hessian.batch_size=16",
         "probes.hessian.trace_max_probes=4",
@@ -463,7 +464,7 @@ def _main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model=foo", "Could not find 'model/foo'; model is one of: dln, resnet110,"),
+        ("model=foo", "Could not find 'model/foo'; model is one of: custom, dln, resnet110,"),
         ("steps=abc", "steps: Value 'abc' of type 'str' could not be converted to Integer"),
         ("foo=1", "unknown key 'foo'; `--cfg job` lists the allowed keys"),
         ("+foo=1", "unknown key 'foo'; `--cfg job` lists the allowed keys"),

@@ -259,13 +259,14 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1] == (
         "smoothbench-train: error: unknown norm 'bn2'; choose one of: none, "
-        "batch, noisy_batch, noise, l1, l2, linf, layer, group"
+        "batch, noisy_batch, noise, l1, l2, linf, layer, group, custom"
     )
     proc = cli("scale=smoke", "model=vgg99", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "smoothbench-train: error: Could not find 'model/vgg99'; model is one of: dln, "
-        "resnet110, resnet18, resnet20, resnet32, resnet56, vgg11, vgg13, vgg16, vgg19"
+        "smoothbench-train: error: Could not find 'model/vgg99'; model is one of: custom, dln, "
+        "resnet110, resnet18, resnet20, resnet32, resnet56, resnet_cpu, resnet_paper, "
+        "resnet_smoke, vgg11, vgg13, vgg16, vgg19, vgg_cpu, vgg_paper, vgg_smoke"
     )
 
 

@@ -401,9 +401,9 @@ def validate(cfg: Any) -> None:
     _between("data.test_fraction", cfg.data.test_fraction, 0, 1, high_open=True)
     if cfg.data.test_fraction <= 0:
         raise ConfigError(f"data.test_fraction={cfg.data.test_fraction} must be in (0, 1)")
-    _check_image_size(cfg)
     _validate_probes(cfg.probes)
     check_upper_bounds(cfg)
+    _check_image_size(cfg)  # after the bounds: an absurd size is named as out of bounds first
     if cfg.model.name == "dln" and cfg.data.name != "gaussian":
         raise ConfigError(
             f"model dln needs data=gaussian (regression targets), got data={cfg.data.name}"
