@@ -97,6 +97,7 @@ def xy(ln):
 # --- plotted data -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fig1_accuracy_means_over_seeds_and_ridges(vgg):
     fig = script("fig1").make_figure(vgg)
     train = axis_titled(fig, "^training accuracy$")
@@ -125,6 +126,7 @@ def test_fig1_accuracy_means_over_seeds_and_ridges(vgg):
     assert at0.min() == pytest.approx(3.3 - 1.2) and at0.max() == pytest.approx(3.3 + 1.2)
 
 
+@pytest.mark.slow
 def test_fig2_compares_noisy_batchnorm(sweeps):
     df = load_runs(sweeps["norms"])
     fig = script("fig2").make_figure(df, layers=(2, 13))
@@ -140,6 +142,7 @@ def test_fig2_compares_noisy_batchnorm(sweeps):
     assert y == pytest.approx([0.3 + s + 13 for s in (0, 2, 4)])
 
 
+@pytest.mark.slow
 def test_fig3_ics_per_layer(vgg):
     fig = script("fig3").make_figure(vgg, layers=[5])
     l2 = axis_titled(fig, r"layer #5: \$\\ell_2")
@@ -250,6 +253,7 @@ def wandb_frame():
     return load_wandb_runs("e/p", api=Api())
 
 
+@pytest.mark.slow
 def test_fig4_from_wandb_falls_back_on_the_variation(tmp_path, monkeypatch, capsys):
     fig = script("fig4").make_figure(wandb_frame())
     loss = axis_titled(fig, "loss landscape")
@@ -266,6 +270,7 @@ def test_fig4_from_wandb_falls_back_on_the_variation(tmp_path, monkeypatch, caps
     assert "missing metric 'train/acc'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_hessian_lambda_max_trace_and_density(vgg):
     fig = script("hessian").make_figure(vgg)
     lam = axis_titled(fig, "largest eigenvalue")
@@ -305,6 +310,7 @@ def test_surfaces_plot_the_stored_arrays(sweeps):
 # --- command line ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_script_writes_pdf_and_png(name, sweeps, tmp_path, capsys):
     paths = [str(sweeps["norms"])] if name in ("fig2", "lp") else [str(sweeps["vgg"])]
@@ -395,6 +401,7 @@ def report_page(sweeps, tmp_path_factory):
     return page
 
 
+@pytest.mark.slow
 def test_report_accuracy_tables_per_preset(report_page):
     page = report_page
     fig1 = page.split("<h3>fig1</h3>")[1].split("</table>")[0]
@@ -483,6 +490,7 @@ def test_report_opens_with_provenance_and_claims(report_page, tmp_path):
     assert '<a href="#fig1">' in claims
 
 
+@pytest.mark.slow
 def test_report_wall_times_from_timings(sweeps, tmp_path):
     root = tmp_path / "repro"
     sweep = make_norms_sweep(root, experiment="fig2", name="fig2")
@@ -804,6 +812,7 @@ def test_preset_list_describes_every_preset():
     assert "BatchNorm" in fig1
 
 
+@pytest.mark.slow
 def test_train_help_has_examples_and_the_presets():
     proc = subprocess.run(
         [sys.executable, "-m", "smoothbench.train", "--help"],
@@ -824,6 +833,7 @@ def test_train_help_has_examples_and_the_presets():
     assert "Powered by Hydra" not in proc.stdout  # not Hydra's default page
 
 
+@pytest.mark.slow
 def test_report_banner_links_wandb(tmp_path):
     """Online runs: the group page; offline runs: the `wandb sync` command of their files."""
     sweep = make_norms_sweep(tmp_path, experiment="fig2", name="fig2")
@@ -844,6 +854,7 @@ def test_report_banner_links_wandb(tmp_path):
 # --- a damaged run in a sweep: skipped with one line naming it, or refused with --strict -------
 
 
+@pytest.mark.slow
 def test_a_damaged_run_is_skipped_by_figures_and_report_and_refused_with_strict(
     sweeps, tmp_path, capsys, caplog
 ):

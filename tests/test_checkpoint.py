@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from smoothbench.checkpoint import load_checkpoint, save_checkpoint
@@ -19,6 +20,7 @@ def _payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_rng_states_stay_on_cpu_whatever_map_location(tmp_path):
     # `meta` stands in for `cuda` on a CPU-only machine: any non-CPU map_location moved the
     # RNG ByteTensor off the CPU, and torch.set_rng_state then refused it on resume

@@ -751,6 +751,7 @@ def write_sweep(root: Path, claim: Claim, holds: bool = True, scale: str = "smok
     return root
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_on_a_reproduce_dir(tmp_path, capsys):
     root = write_sweep(tmp_path / "repro", CLAIMS_BY_ID["bn_lowers_beta_vgg"])
     write_sweep(root, CLAIMS_BY_ID["bn_trains_faster"], holds=False)
@@ -779,6 +780,7 @@ def test_cli_end_to_end_on_a_reproduce_dir(tmp_path, capsys):
     assert agreement.split(" | ")[1:4] == ["fails", "not run", "not run"]  # smoke, cpu, paper
 
 
+@pytest.mark.slow
 def test_cli_entry_point(tmp_path):
     root = write_sweep(tmp_path / "sweep", CLAIMS_BY_ID["bn_lowers_beta_dln"])
     proc = subprocess.run(
@@ -854,6 +856,7 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
+@pytest.mark.slow
 def test_wandb_path_reads_runs_through_results(monkeypatch, capsys, tmp_path):
     claim = CLAIMS_BY_ID["bn_trains_faster"]
     records, _ = claim_runs(claim, holds=True)
@@ -890,6 +893,7 @@ def test_cli_on_a_cpu_only_sweep_shows_paper_not_run(tmp_path, capsys):
     assert (root / "claims.txt").read_text() in printed
 
 
+@pytest.mark.slow
 def test_cli_prints_one_table_per_scale_and_never_pools(tmp_path, capsys):
     claim = CLAIMS_BY_ID["bn_lowers_beta_vgg"]
     root = write_sweep(tmp_path / "repro", claim, holds=False)  # smoke: against the paper

@@ -96,6 +96,7 @@ def _refusal(cfg: Any) -> str | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMMAND_LINES)
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("preset", PRESETS)
@@ -140,6 +141,7 @@ def test_a_resnet_preset_refuses_another_net_in_one_line(preset):
     assert "resnet20" in message and "resnet56" in message  # what is allowed
 
 
+@pytest.mark.slow
 def test_a_refused_choice_exits_2_with_one_line(tmp_path):
     proc = cli("experiment=surfaces", "scale=smoke", "model=vgg13", f"hydra.run.dir={tmp_path}/r")
     assert proc.returncode == 2, proc.stderr

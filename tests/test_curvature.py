@@ -266,6 +266,7 @@ def test_trace_stops_on_standard_error(oracle):
     assert abs(mean - torch.trace(h).item()) < 3 * stderr
 
 
+@pytest.mark.slow
 def test_trace_with_many_probes_is_close_and_stderr_is_honest(oracle):
     h, _ = oracle("mlp", "train")
     n = 1500
@@ -284,6 +285,7 @@ def test_trace_warns_when_max_probes_reached():
         hessian_trace(op, n_probes=3, min_probes=2, rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_density_integrates_to_one_and_has_the_dense_mean_and_support(oracle):
     h, _ = oracle("mlp", "train")
     spectrum = torch.linalg.eigvalsh(h).numpy()

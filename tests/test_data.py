@@ -104,6 +104,7 @@ def test_image_folder_decodes_labels_and_caches(tmp_path, monkeypatch):
     assert torch.equal(cached.train_x, data.train_x)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/cifar10-jpeg is absent")
 def test_image_folder_reads_real_cifar10_jpegs(tmp_path, monkeypatch):
     monkeypatch.setenv("SMOOTHBENCH_CACHE", str(tmp_path / "cache"))
@@ -239,6 +240,7 @@ def test_a_class_left_empty_by_skipping_is_refused(tmp_path, monkeypatch):
     assert "class folder test/cat/ holds no readable image" in message
 
 
+@pytest.mark.slow
 def test_skip_bad_files_reaches_the_loader_from_the_config(tmp_path, monkeypatch, smoke):
     from smoothbench.build import build_data_from_config
 
@@ -257,6 +259,7 @@ CIFAR10_CLASSES = (
 )
 
 
+@pytest.mark.slow
 def test_presets_read_the_imagefolder_copy_named_by_the_variable(tmp_path, monkeypatch):
     from conftest import compose_config
 
@@ -278,6 +281,7 @@ def test_presets_read_the_imagefolder_copy_named_by_the_variable(tmp_path, monke
     assert data.num_train == 10 and data.train_y.tolist() == list(range(10))
 
 
+@pytest.mark.slow
 def test_presets_default_to_torchvision_cifar10_in_the_cache(tmp_path, monkeypatch):
     from conftest import compose_config
 
@@ -289,6 +293,7 @@ def test_presets_default_to_torchvision_cifar10_in_the_cache(tmp_path, monkeypat
         assert cfg.data.root == f"{tmp_path / 'cache'}/cifar10"
 
 
+@pytest.mark.slow
 def test_offline_without_a_copy_is_one_line_naming_both_ways_out(tmp_path, monkeypatch):
     import urllib.error
 
@@ -315,6 +320,7 @@ def test_a_tree_with_other_classes_is_not_cifar10(tmp_path, monkeypatch):
         load_data("cifar10", root=str(root))
 
 
+@pytest.mark.slow
 def test_missing_cifar_exits_2_with_one_line_through_the_entry_point(tmp_path):
     from conftest import cli
 

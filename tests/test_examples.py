@@ -40,6 +40,7 @@ def run_example(*args: str) -> dict[str, str]:
     return {key: value for key, _, value in lines}
 
 
+@pytest.mark.slow
 def test_example_prints_finite_probes_and_the_same_trajectory_as_without_them():
     probed = run_example()
     plain = run_example("--no-probes")
@@ -79,6 +80,7 @@ def _bn_statistics(model, batch):
     model(batch[0])  # a forward in training mode moves every running mean and variance
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("leak", [_eval_mode, _global_draw, _grad, _bn_statistics])
 def test_the_digest_catches_a_probe_that_leaves_a_trace(leak, monkeypatch):
     """The check above means something: each way a probe could disturb training changes it."""

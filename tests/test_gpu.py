@@ -191,6 +191,7 @@ def test_a_cuda_checkpoint_is_read_on_a_cpu_only_machine(tmp_path):
 
 # ------------------------------------------------------------ the same helpers on the CPU
 # (kill_mid_run_and_resume on the CPU is test_train's SIGKILL test; not repeated here)
+@pytest.mark.slow
 def test_gpu_helpers_on_cpu_probe_values_are_complete_and_compared():
     a = probe_values("cpu")
     b = {k: v.copy() for k, v in a.items()}

@@ -61,6 +61,7 @@ def _run(smoke, run_dir, monkeypatch, block_steps, *overrides):
     return result, [n for n in flushes if n]
 
 
+@pytest.mark.slow
 def test_blocks_write_the_rows_of_a_step_by_step_loop(smoke, tmp_path, monkeypatch):
     common = ("steps=12", "eval_every=5", "checkpoint_every=7", "probes=off")
     _run(smoke, tmp_path / "step", monkeypatch, 1, *common, "probes.grad_norms=per_layer")
@@ -76,6 +77,7 @@ def test_blocks_write_the_rows_of_a_step_by_step_loop(smoke, tmp_path, monkeypat
     assert step[: ckpt["metrics_bytes"]].count(b"\n") == 12  # the final row follows it
 
 
+@pytest.mark.slow
 def test_divergence_inside_a_block_ends_the_run_at_that_step(smoke, tmp_path, monkeypatch):
     common = ("steps=12", "norm=none", "optim.lr=5", "probes=off", "eval_every=100")
     common += ("checkpoint_every=100",)

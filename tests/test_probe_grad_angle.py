@@ -81,6 +81,7 @@ def test_resumed_probe_continues_from_its_state():
     assert resumed.measure(1, batch(2)) == probe.measure(1, batch(2))
 
 
+@pytest.mark.slow
 def test_grad_angle_in_a_training_run(smoke, tmp_path):
     cfg = smoke(
         "probes=off",

@@ -30,6 +30,7 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=src, capture_output=True, text=True).stdout.strip()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_run_records_the_threads_in_force_and_the_versions(smoke, tmp_path, monkeypatch, threads):
     before = torch.get_num_threads()
@@ -77,6 +78,7 @@ def test_bad_thread_counts_are_refused(smoke, tmp_path, value):
     assert not (tmp_path / "provenance.json").exists()
 
 
+@pytest.mark.slow
 def test_a_bad_thread_count_is_one_line_and_exit_2(tmp_path):
     proc = cli("scale=smoke", "threads=0", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
@@ -122,6 +124,7 @@ def test_git_state_outside_a_checkout_or_without_git_is_none(tmp_path, monkeypat
     assert provenance.code_provenance()["git_commit"] is None
 
 
+@pytest.mark.slow
 def test_the_command_line_is_recorded(tmp_path):
     run = tmp_path / "run"
     args = ["scale=smoke", "steps=2", "probes=off", "progress=false", f"hydra.run.dir={run}"]

@@ -56,6 +56,7 @@ def test_fewer_steps_than_the_checkpoint_is_refused(smoke, tmp_path):
     assert tree_hash(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_short_metrics_is_refused_and_recovered_from_an_earlier_checkpoint(smoke, tmp_path):
     train(smoke("steps=6", *COMMON), tmp_path / "whole")
     whole = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
@@ -74,6 +75,7 @@ def test_short_metrics_is_refused_and_recovered_from_an_earlier_checkpoint(smoke
     assert (run / "metrics.jsonl").read_bytes() == whole
 
 
+@pytest.mark.slow
 def test_missing_metrics_is_refused_and_rerun_from_step_0(smoke, tmp_path):
     train(smoke("steps=4", *COMMON), tmp_path / "whole")
     run = tmp_path / "lost"
@@ -177,6 +179,7 @@ def _wait_for_rows(path: Path, n: int, proc, timeout: float = 120) -> None:
     raise AssertionError("run made no progress")
 
 
+@pytest.mark.slow
 def test_concurrent_writer_exits_2_and_sigint_leaves_a_resumable_run(tmp_path):
     run = tmp_path / "run"
     args = ["scale=smoke", "probes=off", "eval_every=1000", "checkpoint_every=50"]
@@ -221,6 +224,7 @@ def test_concurrent_writer_exits_2_and_sigint_leaves_a_resumable_run(tmp_path):
     assert f"finished at step {end}" in log
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_resume_continues_bitwise(smoke, tmp_path, monkeypatch):
     from smoothbench.sinks import JsonlSink
 
@@ -268,6 +272,7 @@ def test_status_heartbeat_is_updated_at_each_checkpoint(smoke, tmp_path, monkeyp
 # ---- disk faults ----
 
 
+@pytest.mark.slow
 def test_full_disk_fails_in_one_line_and_damages_nothing(smoke, tmp_path, monkeypatch):
     from smoothbench.sinks import JsonlSink
 
@@ -295,7 +300,6 @@ def test_full_disk_fails_in_one_line_and_damages_nothing(smoke, tmp_path, monkey
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(smoke, tmp_path, monkeypatch):
     import torch
 
-
     cfg = smoke("steps=6", *COMMON)
     real_save, calls = torch.save, []
 
@@ -315,6 +319,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(smoke, tmp_path, m
     assert read_status(tmp_path)["state"] == "failed"
 
 
+@pytest.mark.slow
 def test_leftover_temp_files_are_removed_on_start(smoke, tmp_path):
     train(smoke("steps=4", *COMMON), tmp_path)
     (tmp_path / "checkpoints" / ".last.pt.tmp4242").write_bytes(b"torn")
@@ -326,6 +331,7 @@ def test_leftover_temp_files_are_removed_on_start(smoke, tmp_path):
 # ---- divergence is a result ----
 
 
+@pytest.mark.slow
 def test_diverging_run_with_every_probe_ends_diverged(smoke, tmp_path):
     # every probe due at every step (the Hessian made cheap): the old loop ran them on the
     # diverged weights of step 1 before looking at the loss, and crashed
@@ -379,6 +385,7 @@ def test_probes_record_nan_on_non_finite_weights(smoke):
 # ---- the Hessian probe in both BN modes, through the training loop ----
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bn_mode", ["train", "eval"])
 def test_hessian_probe_runs_in_both_bn_modes(smoke, tmp_path, bn_mode):
     cfg = smoke(
@@ -429,6 +436,7 @@ def test_out_of_range_values_are_refused(smoke, override, message):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_every_preset_passes_the_schema_check():
     from conftest import compose_config
 
@@ -438,6 +446,7 @@ def test_every_preset_passes_the_schema_check():
             validate(compose_config(f"experiment={preset}", f"scale={scale}"))
 
 
+@pytest.mark.slow
 def test_batch_larger_than_the_data_set_is_refused(smoke, tmp_path):
     with pytest.raises(ConfigError, match=r"^batch_size=5000 is larger than the training set \("):
         train(smoke("batch_size=5000"), tmp_path)
@@ -480,6 +489,7 @@ def test_hydra_composition_errors_are_one_line(monkeypatch, capsys, tmp_path, ov
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_refused_rerun_leaves_the_run_dir_byte_for_byte(monkeypatch, capsys, tmp_path):
     run = tmp_path / "run"
     code, out, _ = _main(
@@ -559,6 +569,7 @@ def _finished_run(monkeypatch, capsys, run: Path, *extra: str) -> None:
 RUN = ("scale=smoke", "steps=2", *COMMON)
 
 
+@pytest.mark.slow
 def test_a_run_dir_without_checkpoints_is_not_reused_or_discarded_unasked(
     monkeypatch, capsys, tmp_path
 ):
@@ -585,6 +596,7 @@ def test_a_run_dir_without_checkpoints_is_not_reused_or_discarded_unasked(
     assert code == 2 and "checkpoints/last.pt' exists" in err
 
 
+@pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_reruns_and_a_diverged_one_is_kept(
     monkeypatch, capsys, tmp_path
 ):
@@ -608,6 +620,7 @@ def test_a_run_killed_before_its_first_checkpoint_reruns_and_a_diverged_one_is_k
     assert after == before
 
 
+@pytest.mark.slow
 def test_a_record_file_that_is_no_file_is_refused_before_anything_changes(
     monkeypatch, capsys, tmp_path
 ):
@@ -625,6 +638,7 @@ def test_a_record_file_that_is_no_file_is_refused_before_anything_changes(
     assert tree_hash(run) == before
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_the_model_is_one_line(monkeypatch, capsys, tmp_path):
     import torch
 
@@ -679,6 +693,7 @@ def _numeric_cases():
             yield pytest.param(key, value, is_list, id=f"{key}={value}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, value, is_list", list(_numeric_cases()))
 def test_every_numeric_key_is_bounded(smoke, key, value, is_list):
     override = f"{key}=[{value},{value}]" if is_list else f"{key}={value}"
@@ -744,6 +759,7 @@ class _FullFile:
         pass
 
 
+@pytest.mark.slow
 def test_enospc_inside_torch_save_is_a_disk_fault(smoke, tmp_path, monkeypatch):
     import smoothbench.checkpoint as checkpoint
 
@@ -766,6 +782,7 @@ def test_enospc_inside_torch_save_is_a_disk_fault(smoke, tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
 
 
+@pytest.mark.slow
 def test_a_status_json_that_cannot_be_written_is_not_said_to_be_failed(
     smoke, tmp_path, monkeypatch
 ):
@@ -826,6 +843,7 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_full_tmpfs_fails_the_run_in_one_line(small_tmpfs, tmp_path):
     run = small_tmpfs / "run"
     (small_tmpfs / "filler").write_bytes(b"\0" * 1_900_000)  # leaves ~100 KB
@@ -840,6 +858,7 @@ def test_a_full_tmpfs_fails_the_run_in_one_line(small_tmpfs, tmp_path):
     assert temp_files(run) == []
 
 
+@pytest.mark.slow
 def test_a_read_only_run_dir_is_one_line(small_tmpfs):
     run = small_tmpfs / "run"
     assert cli(*RUN, f"hydra.run.dir={run}").returncode == 0  # its own process: no open log file

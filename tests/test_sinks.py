@@ -23,6 +23,7 @@ def offline_record(run_dir: Path) -> Path:
     return record
 
 
+@pytest.mark.slow
 def test_wandb_offline_mirror(smoke, tmp_path, capsys, caplog):
     # The run file's last 32 KiB block reaches the disk when W&B's service closes the stream,
     # after run.finish() returns; this failed under load ([0, 1] of [0, 1, 2, 3]) until close()
@@ -45,6 +46,7 @@ def test_wandb_offline_mirror(smoke, tmp_path, capsys, caplog):
     assert f"wandb sync {record.parent}" in said
 
 
+@pytest.mark.slow
 def test_wandb_failure_does_not_stop_training(smoke, tmp_path, monkeypatch):
     import wandb
 
@@ -61,6 +63,7 @@ def test_wandb_failure_does_not_stop_training(smoke, tmp_path, monkeypatch):
     assert len(read_metrics(tmp_path)) == 7
 
 
+@pytest.mark.slow
 def test_a_mirror_that_stopped_mid_run_is_complete_at_the_end(smoke, tmp_path, monkeypatch):
     import wandb
 
@@ -265,6 +268,7 @@ def test_tags_and_group_separate_scales_and_experiments():
     assert run_group({**config, "experiment": None}) is None
 
 
+@pytest.mark.slow
 def test_the_wandb_run_records_name_tags_group_and_provenance(smoke, tmp_path, monkeypatch):
     import wandb
 

@@ -146,6 +146,7 @@ def test_slurm_sweep_requeues_a_preempted_job_which_resumes_identically(tmp_path
     assert len(read_metrics(sweep_dir / "1")) == 61
 
 
+@pytest.mark.slow
 def test_local_launcher_keeps_the_gpu_visible_and_caps_parallel_jobs(tmp_path):
     """What submitit's local executor makes of launcher=local: jobs see GPU 0 (gpus_per_node 0
     would hide every GPU with CUDA_VISIBLE_DEVICES=""), and a sweep runs in capped batches."""

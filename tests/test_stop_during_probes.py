@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import REPO, read_metrics, read_status
 
 from smoothbench.checkpoint import load_checkpoint
@@ -61,6 +62,7 @@ def _signal_during_hessian(monkeypatch, step: int, product: int, signum=signal.S
     return seen
 
 
+@pytest.mark.slow
 def test_sigterm_mid_hessian_rewinds_the_step_and_resumes_bitwise(smoke, tmp_path, monkeypatch):
     cfg = smoke(*PROBED)
     train(cfg, tmp_path / "whole")
@@ -86,6 +88,7 @@ def test_sigterm_mid_hessian_rewinds_the_step_and_resumes_bitwise(smoke, tmp_pat
     ).read_bytes()
 
 
+@pytest.mark.slow
 def test_sigterm_before_a_probe_step_does_not_start_its_probes(smoke, tmp_path, monkeypatch):
     """A signal during the forward pass of a probe step: the probes never start, the step is
     rewound (its forward pass moved BN's running statistics) and the resume is bitwise."""
@@ -112,6 +115,7 @@ def test_sigterm_before_a_probe_step_does_not_start_its_probes(smoke, tmp_path, 
     ).read_bytes()
 
 
+@pytest.mark.slow
 def test_heartbeat_is_fresh_during_a_long_probe_step(smoke, tmp_path, monkeypatch):
     import smoothbench.run.probe_step as probe_step
     from smoothbench.curvature.operator import HessianOperator
@@ -137,6 +141,7 @@ def test_heartbeat_is_fresh_during_a_long_probe_step(smoke, tmp_path, monkeypatc
     assert all(beat == {"state": "running", "step": 0} for beat in beats)
 
 
+@pytest.mark.slow
 def test_a_cli_run_stopped_mid_hessian_exits_within_seconds(tmp_path):
     """The issue's criterion, end to end: SIGTERM while a measurement that would take minutes
     runs ends the process within 10 s, with a checkpoint to resume from."""

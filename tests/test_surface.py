@@ -383,6 +383,7 @@ def run_cli(args: list[str], cwd):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_entry_point_tiles_and_merge_equal_the_untiled_grid(run_dir, tmp_path, fast_data):
     grid = ["dims=2", "points=5", "range=[-0.5,0.5]", *SMALL]
     tiles = run_cli(["-m", f"run_dir={run_dir}", *grid, "name=g", "tile.index=0,1",
@@ -470,6 +471,7 @@ def test_entry_point_rejects_bad_settings(run_dir, override, message, fast_data)
         run(compose("surface", overrides))
 
 
+@pytest.mark.slow
 def test_entry_point_missing_run_dir_is_one_line_and_exit_code_2(tmp_path):
     result = run_cli([f"run_dir={tmp_path / 'nope'}"], cwd=tmp_path)
     assert result.returncode == 2
@@ -507,6 +509,7 @@ def test_merge_refuses_missing_or_disagreeing_tiles(run_dir, fast_data):
     assert not (run_dir / "surfaces" / "parts.npz").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -530,6 +533,7 @@ def copy_of_run(run_dir, tmp_path):
     return target
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -550,6 +554,7 @@ def test_malformed_run_config_is_one_surface_error(run_dir, tmp_path, content, m
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_entry_point_malformed_run_config_is_one_line_and_exit_code_2(run_dir, tmp_path):
     broken = copy_of_run(run_dir, tmp_path)
     (broken / ".hydra" / "config.yaml").write_text("model: [vgg11\n  norm: {\n")
@@ -594,6 +599,7 @@ def test_a_checkpoint_written_on_cuda_loads_on_a_cpu_only_machine(
     assert np.array_equal(surface["losses"], reference["losses"])
 
 
+@pytest.mark.slow
 def test_surface_help_is_its_own_page():
     """--help shows the surface keys and examples, not the training groups that do not apply."""
     proc = subprocess.run(

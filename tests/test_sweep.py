@@ -23,6 +23,7 @@ def test_the_paper_presets_exist():
         assert name in PRESETS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("scale", SCALES)
 def test_every_preset_composes_and_validates_at_every_scale(preset, scale):

@@ -39,6 +39,7 @@ def history_steps(run_dir):
     return [row["step"] for row in read_history(record)], record
 
 
+@pytest.mark.slow
 def test_sync_rebuilds_the_whole_history_offline(local_run, tmp_path, capsys):
     run_dir = copy_run(local_run, tmp_path)
     assert main([str(run_dir)]) == 0
@@ -63,6 +64,7 @@ def test_sync_of_a_complete_record_writes_nothing(local_run, tmp_path, capsys):
     assert "holds all 4 rows" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sync_completes_a_mirror_that_lost_rows(local_run, tmp_path, capsys):
     run_dir = copy_run(local_run, tmp_path)
     # a mirror that stopped after two rows: its record holds steps 0 and 1 only

@@ -22,6 +22,7 @@ from smoothbench.train import train
 TRAIN_KEYS = ("train/loss", "train/acc", "train/lr", "test/loss", "test/acc", "grad/norm")
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_the_run_record(smoke, tmp_path):
     cfg = smoke("probes=default")
     result = train(cfg, tmp_path)
@@ -52,6 +53,7 @@ def _model_params(cfg):
     return build_model_from_config(cfg).parameters()
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bitwise_identical_metrics(smoke, tmp_path):
     cfg = smoke("norm=noisy_batch", "data.augment=true", "threads=1")  # bitwise: fixed threads
     train(cfg, tmp_path / "a")
@@ -65,6 +67,7 @@ def test_same_seed_gives_bitwise_identical_metrics(smoke, tmp_path):
     assert a != (tmp_path / "c" / "metrics.jsonl").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["batch", "noisy_batch", "none"])
 def test_probes_never_change_the_trajectory(smoke, tmp_path, norm):
     common = (f"norm={norm}", "steps=4", "eval_every=2", "optim.momentum=0.9")
@@ -109,6 +112,7 @@ def test_probes_never_change_the_trajectory(smoke, tmp_path, norm):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_diverging_run_ends_diverged_with_exit_code_zero(tmp_path):
     proc = cli(
         "scale=smoke", "norm=none", "optim.lr=1e8", "probes=off", f"hydra.run.dir={tmp_path}"
@@ -170,6 +174,7 @@ def test_sigkill_and_restart_gives_the_uninterrupted_metrics(tmp_path):
     assert read_status(killed_dir)["state"] == "finished"
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_changes_nothing(smoke, tmp_path):
     cfg = smoke()
     train(cfg, tmp_path)
@@ -178,6 +183,7 @@ def test_resume_of_a_finished_run_changes_nothing(smoke, tmp_path):
     assert (tmp_path / "metrics.jsonl").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_continues_it(smoke, tmp_path):
     # probes off: their "final step" measurement depends on the budget
     common = ("checkpoint_every=2", "eval_every=2", "probes=off")
@@ -223,6 +229,7 @@ def test_missing_data_root_is_refused(smoke, tmp_path):
         train(smoke("data=cifar10", "data.root=/nonexistent/c10"), tmp_path)
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_refused_and_kept(smoke, tmp_path):
     cfg = smoke("steps=4", "checkpoint_every=2")
     train(cfg, tmp_path)
@@ -236,6 +243,7 @@ def test_corrupt_checkpoint_is_refused_and_kept(smoke, tmp_path):
     assert (tmp_path / "metrics.jsonl").read_bytes() == metrics
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_config_is_refused(smoke, tmp_path):
     train(smoke("steps=4", "checkpoint_every=2"), tmp_path)
     metrics = (tmp_path / "metrics.jsonl").read_bytes()
@@ -253,6 +261,7 @@ def test_unwritable_run_dir_is_refused(smoke, tmp_path):
         train(smoke(), target / "run")
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path):
     proc = cli("scale=smoke", "norm.name=bn2", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2
@@ -270,6 +279,7 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_kept_checkpoints_hold_their_step(smoke, tmp_path):
     train(smoke("probes=off", "checkpoint_every=4", "keep_checkpoints=[3,6]"), tmp_path)
     assert load_checkpoint(tmp_path / "checkpoints" / "step_3.pt")["step"] == 3
@@ -277,6 +287,7 @@ def test_kept_checkpoints_hold_their_step(smoke, tmp_path):
     assert not (tmp_path / "checkpoints" / "step_4.pt").exists()
 
 
+@pytest.mark.slow
 def test_help_and_shell_completion_do_not_import_torch():
     # --help and Tab completion compose the config only; importing torch made them take seconds
     probe = (

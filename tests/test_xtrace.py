@@ -222,6 +222,7 @@ def net():
     return model, batch, h
 
 
+@pytest.mark.slow
 def test_net_hessian_error_distribution(net):
     model, batch, h = net
     exact = h.trace().item()
