@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from smoothbench.curvature.budget import Budget
+from smoothbench.curvature.cap import Budget
 from smoothbench.curvature.lanczos import device_generator, gaussian_density, slq_nodes
 from smoothbench.curvature.operator import HessianOperator
 

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import torch
 
-from smoothbench.curvature.budget import Budget
+from smoothbench.curvature.cap import Budget
 from smoothbench.curvature.lanczos import device_generator, random_vector
 from smoothbench.curvature.operator import HessianOperator
 

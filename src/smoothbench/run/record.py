@@ -72,12 +72,22 @@ def describe_run(cfg: DictConfig, run_dir: Path, device) -> str:
     import torch
 
     batch = "full" if cfg.optim.full_batch else cfg.batch_size
-    return (
-        f"{run_dir}: model {cfg.model.name} (width {cfg.model.width:g}), norm {cfg.norm.name}, "
-        f"data {cfg.data.name}, optim {cfg.optim.name} lr {cfg.optim.lr:g}, batch {batch}, "
-        f"steps {cfg.steps}, seed {cfg.seed}, device {device}, "
-        f"threads {torch.get_num_threads()}"
+    model = (
+        _named(cfg.model)
+        if cfg.model.get("_target_")
+        else f"{cfg.model.name} (width {cfg.model.width:g})"
     )
+    return (
+        f"{run_dir}: model {model}, norm {_named(cfg.norm)}, data {_named(cfg.data)}, "
+        f"optim {cfg.optim.name} lr {cfg.optim.lr:g}, batch {batch}, steps {cfg.steps}, "
+        f"seed {cfg.seed}, device {device}, threads {torch.get_num_threads()}"
+    )
+
+
+def _named(section) -> str:
+    """A config section's choice; a custom one by the callable it names."""
+    target = section.get("_target_")
+    return f"{section.name} {target}" if target else str(section.name)
 
 
 def _record_provenance(run_dir: Path, device, start: int) -> None:
