@@ -187,3 +187,34 @@ def test_a_cli_run_stopped_mid_hessian_exits_within_seconds(tmp_path):
     assert "during step 0's probes" in status["reason"]
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 0
     assert read_metrics(run) == []
+
+
+def test_a_signal_during_a_checkpoint_waits_for_it(smoke, tmp_path, monkeypatch):
+    """submitit's SIGUSR2 handler requeues and raises SystemExit; arriving inside torch.save it
+    would cut the checkpoint (torch reports that as a RuntimeError, and the run would end
+    failed). The signal waits until the checkpoint is written."""
+    import torch
+
+    def requeue_and_exit(signum, frame):  # what submitit's handler does, in short
+        raise SystemExit(-1)
+
+    previous = signal.signal(signal.SIGUSR2, requeue_and_exit)
+    real_save = torch.save
+    calls = []
+
+    def save(obj, f, *args, **kwargs):
+        calls.append(obj["step"])
+        if obj["step"] == 4:
+            os.kill(os.getpid(), signal.SIGUSR2)  # mid-checkpoint
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    try:
+        with pytest.raises(SystemExit):
+            train(smoke("steps=6", "probes=off", "checkpoint_every=2"), tmp_path)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert calls == [2, 4]
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4
+    status = read_status(tmp_path)
+    assert status["state"] == "running" and status["step"] == 4

@@ -26,7 +26,7 @@ from smoothbench.checkpoint import keep_previous, save_checkpoint
 from smoothbench.preserve import rng_state, set_rng_state
 from smoothbench.run.probe_step import StepStart, as_before_forward, heartbeat
 from smoothbench.run.record import RunFailed, disk_fault_message, failure_line, record_failure
-from smoothbench.run.signals import StopRequest
+from smoothbench.run.signals import StopRequest, deferred_signals
 from smoothbench.rundir import remove_temp_files, write_status
 from smoothbench.step_log import PendingRow, StepLog, step_scalars
 
@@ -205,13 +205,15 @@ class Run:
             "metrics_bytes": self.jsonl.tell() if metrics_bytes is None else metrics_bytes,
             "config": self.resolved,
         }
-        _fsync(self.run_dir / METRICS)  # the rows a checkpoint points past must be on disk first
-        keep_previous(ckpt_dir / "last.pt", ckpt_dir / "prev.pt")  # from_checkpoint's fallback
-        save_checkpoint(ckpt_dir / "last.pt", payload)
-        if next_step in self.cfg.keep_checkpoints:
-            save_checkpoint(ckpt_dir / f"step_{next_step}.pt", payload)
-        self.resume_step = next_step
-        write_status(self.run_dir, "running", next_step, None, self.throughput(next_step))
+        with deferred_signals():  # a handler that raises must not cut torch.save in half
+            _fsync(self.run_dir / METRICS)  # the rows a checkpoint points past: on disk first
+            # resume=from_checkpoint's fallback
+            keep_previous(ckpt_dir / "last.pt", ckpt_dir / "prev.pt")
+            save_checkpoint(ckpt_dir / "last.pt", payload)
+            if next_step in self.cfg.keep_checkpoints:
+                save_checkpoint(ckpt_dir / f"step_{next_step}.pt", payload)
+            self.resume_step = next_step
+            write_status(self.run_dir, "running", next_step, None, self.throughput(next_step))
 
     def rewind(self, start: StepStart, step: int) -> None:
         """A probe step stopped by a signal: the model and RNG back at the start of `step` and a

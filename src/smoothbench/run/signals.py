@@ -23,6 +23,34 @@ from typing import Any
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Stop signals (SIGUSR2, submitit's preemption warning, too) wait until the block ends.
+
+    A handler that raises (ours on a second signal, submitit's SystemExit after a requeue) in
+    the middle of torch.save would surface as torch's "unexpected pos" RuntimeError from its
+    zip writer: the run would end `failed` instead of being requeued. So the block's signals
+    are only noted, and raised again, in order, to the handlers in force once it ends. (Masking
+    them at the OS level would not do: the kernel hands a process's signal to another thread,
+    and Python still runs the handler in the main thread at once.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: noted.append(signum))
+        for sig in (*STOP_SIGNALS, signal.SIGUSR2)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for signum in noted:
+            signal.raise_signal(signum)
+
+
 class ProbeStepInterrupted(BaseException):
     """A stop signal arrived during a probe step. A BaseException, so that no probe's own error
     handling (which catches ordinary exceptions to record NaN) can swallow it."""
