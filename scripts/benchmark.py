@@ -1,4 +1,5 @@
-"""What each probe costs next to a training step, as a `probes=` choice runs it: predicted and measured.
+"""What each probe costs next to a training step, as a `probes=` choice runs it: predicted and
+measured.
 
     python scripts/benchmark.py experiment=fig4 scale=cpu                  # probes=full, CPU
     python scripts/benchmark.py scale=cpu steps=300 model.width=0.125 batch_size=128
@@ -210,8 +211,11 @@ def report(cfg, args, clock, t_off, t_step, rows, hvp) -> dict:
         r.update(min_steps=low, median_steps=mid)
         predicted += r["measurements"] * r["units"]
         measured += r["measurements"] * mid
-        print(f"{r['probe']:<12}{r['measurements']:>14}{r['units']:>14.1f}{low:>14.2f}{mid:>14.2f}"
-              f"{r['measurements'] * r['units']:>14.0f}{r['measurements'] * mid:>14.0f}")  # fmt: skip
+        count, units = r["measurements"], r["units"]
+        print(
+            f"{r['probe']:<12}{count:>14}{units:>14.1f}{low:>14.2f}{mid:>14.2f}"
+            f"{count * units:>14.0f}{count * mid:>14.0f}"
+        )
     loop = t_step / t_off  # the probes' per-step work (gradient norms) next to probes=off
     results = {
         "steps": steps,

@@ -28,7 +28,6 @@ from torch import nn
 
 from smoothbench import curvature
 from smoothbench.curvature.operator import BN_MODES, Batch, HessianOperator, LossFn
-from smoothbench.probes.budget import HessianAsk, HessianGrant
 from smoothbench.probes.base import (
     Probe,
     ProbeContext,
@@ -37,6 +36,7 @@ from smoothbench.probes.base import (
     require_choice,
     require_positive,
 )
+from smoothbench.probes.budget import HessianAsk, HessianGrant
 
 # ---- the measurements as functions of (model, loss_fn, batch, ...): one operator each
 
