@@ -240,13 +240,6 @@ def test_run_names_carry_the_swept_keys(config, overrides, name):
     assert run_name(config, overrides) == name
 
 
-def test_bookkeeping_keys_are_the_configs_non_trajectory_keys():
-    from smoothbench.config import NON_TRAJECTORY_KEYS
-    from smoothbench.sinks import BOOKKEEPING_KEYS
-
-    assert set(BOOKKEEPING_KEYS) == set(NON_TRAJECTORY_KEYS)
-
-
 def test_tags_and_group_separate_scales_and_experiments():
     config = {
         "experiment": "fig4",

@@ -17,6 +17,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from smoothbench.trajectory_keys import NON_TRAJECTORY_KEYS
+
 
 @dataclass
 class ModelConfig:
@@ -205,27 +207,6 @@ def register_configs(help_only: bool = False) -> None:
     OmegaConf.register_new_resolver("sb.or", lambda v, d: d if v is None else v, replace=True)
     schema = _TrainFields if help_only else _train_config()
     ConfigStore.instance().store(name="train_schema", node=schema)
-
-
-# Keys that never change a run's trajectory: a resumed run may differ from its checkpoint in these.
-# Probes are side-effect free (tested), so changing them on resume is allowed too. `device` and
-# `threads` change only the last bits of the floats: a resume may change them (the run's
-# provenance.json keeps the first process's, and the resume's log names what changed).
-NON_TRAJECTORY_KEYS = (
-    "steps",
-    "eval_every",
-    "eval_batch_size",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "progress",
-    "experiment",
-    "scale",
-    "probes",
-    "logger",
-    "device",
-    "threads",
-    "resume",
-)
 
 
 # Trajectory keys added after runs were made, with the value every run before them had: the

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from smoothbench.provenance import code_provenance
+from smoothbench.trajectory_keys import NON_TRAJECTORY_KEYS
 
 
 def _jsonable(value: Any) -> Any:
@@ -68,25 +69,9 @@ RETRY_DELAYS = (0.5, 2.0, 8.0)
 DERIVED_KEYS = {"train/two_over_lr": "2 / train/lr: the edge-of-stability line for lambda_max"}
 # W&B modes `logger.mode` may name; None lets W&B decide (WANDB_MODE, else its login state).
 MODES = ("online", "offline", "disabled")
-# Keys that do not change the training trajectory: smoothbench.config.NON_TRAJECTORY_KEYS (a
-# tier above this module, so copied; tests/test_sinks.py keeps the two equal). Overrides of them
-# are bookkeeping, left out of the W&B run name; a resume may change them, so they would also
-# rename the run.
-BOOKKEEPING_KEYS = (
-    "steps",
-    "eval_every",
-    "eval_batch_size",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "progress",
-    "experiment",
-    "scale",
-    "probes",
-    "logger",
-    "device",
-    "threads",
-    "resume",
-)
+# Overrides of keys that do not change the training trajectory are bookkeeping, left out of the
+# W&B run name (a resume may change them, so they would also rename the run).
+BOOKKEEPING_KEYS = NON_TRAJECTORY_KEYS
 # Further overrides that say where or how a run ran, not what it is (the seed ends the name).
 NAME_EXCLUDED_KEYS = ("seed", "launcher", "data.root")
 NAME_EXCLUDED_PREFIXES = ("hydra.", "launcher.")
