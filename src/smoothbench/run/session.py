@@ -179,7 +179,7 @@ class Run:
 
     def update(self, step: int, batch, head, measured, lr: float, out, loss) -> None:
         """The optimizer step, with the probes' hooks around it, and the step's pending row."""
-        x, y = batch
+        y = batch[1]
         scalars = step_scalars(loss, out, y, self.model, self.classify)  # on the device
         self.probes.before_update(step, batch)
         self.optimizer.step()
